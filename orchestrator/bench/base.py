@@ -1,0 +1,100 @@
+"""Benchmark: a load generator run against an Instance, and the parser of its output.
+
+A benchmark sees only the target's address and port and the client side it runs on
+(a host, a network namespace, CPUs to pin to); it knows nothing about platforms.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import BenchmarkError, CommandTimeout
+from ..hosts.base import CommandResult, Host
+
+
+class BenchmarkOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    warmup: int = Field(1, ge=0, description="runs per sweep point that are discarded")
+    repetitions: int | None = Field(None, ge=1, description="overrides the suite's repetitions")
+    timeout: float = Field(120.0, gt=0, description="seconds one run of the tool may take")
+
+
+@dataclass
+class Measurement:
+    metric: str
+    value: float | None
+    unit: str
+    params: dict = field(default_factory=dict)
+    status: str = "ok"  # ok | failed
+    reason: str | None = None
+
+    @classmethod
+    def failed(cls, metric: str, unit: str, reason: str, params: dict | None = None) -> "Measurement":
+        return cls(metric, None, unit, dict(params or {}), "failed", reason)
+
+
+@dataclass
+class Target:
+    address: str
+    port: int
+    workload: str
+
+
+@dataclass
+class ClientSide:
+    """Where the load generator runs: a host, optionally a network namespace and pinned CPUs."""
+
+    host: Host
+    netns: str | None
+    cpus: list[int] | None
+    workdir: Path
+
+    def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
+        full = list(argv)
+        if self.cpus:
+            full = ["taskset", "-c", ",".join(map(str, self.cpus)), *full]
+        try:
+            return self.host.run(full, timeout=timeout, check=False, netns=self.netns)
+        except CommandTimeout as exc:
+            raise BenchmarkError(str(exc)) from exc
+
+    def placement(self) -> dict:
+        return {"client_host": self.host.name, "client_netns": self.netns, "client_cpus": self.cpus}
+
+
+class Benchmark(ABC):
+    kind: ClassVar[str]
+    Options: ClassVar[type[BenchmarkOptions]] = BenchmarkOptions
+    workloads: ClassVar[tuple[str, ...]] = ()  # workloads it can drive; () means any
+    tools: ClassVar[tuple[str, ...]] = ()  # executables on the client side
+    cold_start: ClassVar[bool] = False  # True: the runner launches a fresh instance per repetition
+
+    def __init__(self, name: str, options: BenchmarkOptions):
+        self.name = name
+        self.options = options
+
+    def sweep(self) -> dict[str, list]:
+        """Parameters that take several values; the runner measures every combination."""
+        return {}
+
+    def points(self) -> list[dict]:
+        sweep = self.sweep()
+        keys = list(sweep)
+        return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))] or [{}]
+
+    @abstractmethod
+    def run(self, point: dict, target: Target, client: ClientSide) -> list[Measurement]:
+        """One run of the tool at one sweep point; a failing tool yields failed Measurements, not an exception."""
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def missing_tools(self) -> list[str]:
+        return [t for t in self.tools if shutil.which(t) is None]

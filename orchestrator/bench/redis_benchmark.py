@@ -1,0 +1,97 @@
+"""redis-benchmark: SET/GET requests per second and latency percentiles from its --csv output."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .base import Benchmark, BenchmarkOptions, ClientSide, Measurement, Target
+
+# redis-benchmark 7 CSV columns -> (metric, unit)
+CSV_METRICS = {
+    "rps": ("requests_per_s", "req/s"),
+    "avg_latency_ms": ("latency_avg_ms", "ms"),
+    "p50_latency_ms": ("latency_p50_ms", "ms"),
+    "p95_latency_ms": ("latency_p95_ms", "ms"),
+    "p99_latency_ms": ("latency_p99_ms", "ms"),
+    "max_latency_ms": ("latency_max_ms", "ms"),
+}
+
+
+class RedisBenchmarkOptions(BenchmarkOptions):
+    tests: list[Literal["set", "get", "incr", "lpush", "rpush", "lpop", "rpop", "sadd", "hset", "ping_inline",
+                        "ping_mbulk", "mset"]] = Field(default_factory=lambda: ["set", "get"], min_length=1)
+    requests: list[int] = Field(default_factory=lambda: [20000], min_length=1)
+    clients: list[int] = Field(default_factory=lambda: [50], min_length=1)
+    value_size: int = Field(128, ge=1, le=1 << 20)
+    pipeline: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1)
+
+    @field_validator("requests", "clients")
+    @classmethod
+    def positive(cls, values: list[int]) -> list[int]:
+        if any(v <= 0 for v in values):
+            raise ValueError("every value of the sweep must be a positive integer")
+        return values
+
+
+def parse_csv(text: str) -> dict[str, dict[str, float]]:
+    """{'SET': {'rps': ..., 'p99_latency_ms': ...}, ...} from redis-benchmark --csv output."""
+    rows = list(csv.reader(io.StringIO(text.strip())))
+    if not rows or rows[0][:2] != ["test", "rps"]:
+        raise ValueError(f"not redis-benchmark CSV output: {text.strip()[:120]!r}")
+    header = rows[0]
+    out = {}
+    for row in rows[1:]:
+        if len(row) != len(header):
+            raise ValueError(f"truncated CSV row: {row}")
+        out[row[0]] = {k: float(v) for k, v in zip(header[1:], row[1:])}
+    return out
+
+
+class RedisBenchmark(Benchmark):
+    kind = "redis-benchmark"
+    Options = RedisBenchmarkOptions
+    workloads = ("redis",)
+    tools = ("redis-benchmark",)
+
+    def sweep(self):
+        return {"requests": self.options.requests, "clients": self.options.clients}
+
+    def run(self, point: dict, target: Target, client: ClientSide) -> list[Measurement]:
+        o = self.options
+        argv = ["redis-benchmark", "-h", target.address, "-p", str(target.port), "-n", str(point["requests"]),
+                "-c", str(point["clients"]), "-d", str(o.value_size), "-P", str(o.pipeline),
+                "--threads", str(o.threads), "-t", ",".join(o.tests), "--csv"]
+        params = {**point, "value_size": o.value_size, "pipeline": o.pipeline}
+        try:
+            result = client.run(argv, timeout=o.timeout)
+        except Exception as exc:  # timeouts and launch failures become failed samples with the reason
+            return [Measurement.failed("requests_per_s", "req/s", str(exc), {**params, "test": t.upper()}) for t in o.tests]
+        if not result.ok:
+            return [Measurement.failed("requests_per_s", "req/s", f"redis-benchmark exited {result.returncode}: "
+                                       f"{result.tail()}", {**params, "test": t.upper()}) for t in o.tests]
+        try:
+            parsed = parse_csv(result.stdout)
+        except ValueError as exc:
+            return [Measurement.failed("requests_per_s", "req/s", str(exc), {**params, "test": t.upper()}) for t in o.tests]
+        out = []
+        for test in o.tests:
+            row = parsed.get(test.upper())
+            if row is None:
+                out.append(Measurement.failed("requests_per_s", "req/s", f"no {test.upper()} row in output",
+                                              {**params, "test": test.upper()}))
+                continue
+            for column, (metric, unit) in CSV_METRICS.items():
+                if column in row:
+                    out.append(Measurement(metric, row[column], unit, {**params, "test": test.upper()}))
+        return out
+
+    def versions(self):
+        import subprocess
+
+        out = subprocess.run(["redis-benchmark", "--version"], capture_output=True, text=True, timeout=10).stdout
+        return {"redis-benchmark": out.strip()}

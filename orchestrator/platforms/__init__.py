@@ -1,0 +1,8 @@
+"""Platform registry: kind -> class. Adding a platform is one module and one line here."""
+
+from .base import Instance, Platform, PlatformOptions, Timeline
+from .gvisor import Gvisor
+from .native import Native
+from .oci_runtime import Runc
+
+PLATFORMS: dict[str, type[Platform]] = {p.kind: p for p in (Native, Runc, Gvisor)}

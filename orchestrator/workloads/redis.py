@@ -1,0 +1,38 @@
+"""redis-server: readiness is PING answered with +PONG and a SET/GET round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Connect, ImageRecipe, Workload, WorkloadOptions, recv_until
+
+
+class RedisOptions(WorkloadOptions):
+    maxmemory_mb: int = 256
+    io_threads: int = 1
+
+
+class Redis(Workload):
+    name = "redis"
+    port = 6379
+    Options = RedisOptions
+    recipe = ImageRecipe(packages=("redis-server",), binaries=("/usr/bin/redis-server",), directories=("/tmp",))
+    version_argv = ["redis-server", "--version"]
+
+    def write_config(self, config_dir: Path, *, config_path: str) -> None:
+        self.render("redis.conf.j2", config_dir / "redis.conf", port=self.port, options=self.options,
+                    workdir="/tmp")
+
+    def argv(self, config_path: str) -> list[str]:
+        return ["/usr/bin/redis-server", f"{config_path}/redis.conf"]
+
+    def probe(self, connect: Connect) -> bool:
+        with connect() as s:
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            if not recv_until(s, b"\r\n").startswith(b"+PONG"):
+                return False
+            s.sendall(b"*3\r\n$3\r\nSET\r\n$13\r\ntestbed:probe\r\n$2\r\nok\r\n")
+            if not recv_until(s, b"\r\n").startswith(b"+OK"):
+                return False
+            s.sendall(b"*2\r\n$3\r\nGET\r\n$13\r\ntestbed:probe\r\n")
+            return recv_until(s, b"ok\r\n").endswith(b"$2\r\nok\r\n")
