@@ -10,6 +10,7 @@ from ..images.rootfs import package_versions
 from ..workloads.base import Workload
 from .base import Instance, Platform, Timeline, now
 from ..hosts.base import Process
+from ..hosts.local import LocalHost
 
 
 class NativeInstance(Instance):
@@ -45,7 +46,15 @@ class Native(Platform):
         config_dir = workdir / "config"
         config_dir.mkdir()
         workload.write_config(config_dir, config_path=str(config_dir))
-        argv = ["ip", "netns", "exec", attachment.netns]
+        if not isinstance(self.host, LocalHost):  # a lab host: ship the rendered config to the same path there
+            self.host.run(["mkdir", "-p", str(config_dir)], timeout=30)
+            for f in sorted(config_dir.rglob("*")):
+                if f.is_dir():
+                    self.host.run(["mkdir", "-p", str(f)], timeout=30)
+                else:
+                    self.host.put(f, str(f), timeout=60)
+        # In the instance's lab namespace; on a lab host placed by a two-host suite, on its experiment link.
+        argv = ["ip", "netns", "exec", attachment.netns] if attachment.netns else []
         if self.options.cpus:
             argv += ["taskset", "-c", ",".join(map(str, self.options.cpus))]
         argv += workload.argv(str(config_dir))

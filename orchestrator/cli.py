@@ -1,0 +1,300 @@
+"""testbed's one entry point. Errors inside are exceptions; here they become one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__, paths
+from .errors import TestbedError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RichReporter:
+    def __init__(self):
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=err_console, transient=False)
+        self.task = None
+
+    def start(self, total: int, run_id: str) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(f"run {run_id}", total=total)
+
+    def phase(self, text: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, description=text[:70])
+        else:
+            err_console.print(f"[dim]{text}[/dim]")
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def warn(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]warning:[/yellow] {text}")
+
+    def sample(self, row: dict) -> None:
+        pass
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+def fail(exc: TestbedError) -> None:
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        err_console.print(f"testbed: error: {line}", markup=False, highlight=False)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="testbed")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+def cli(verbose: bool) -> None:
+    """testbed: boot one application on many execution platforms (native, runc, gVisor, Linux VMs,
+    unikernels) on an isolated lab network, load it with the papers' benchmarks, and store every
+    sample with where, on what and how it was measured."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _store(path: str | None):
+    from .results.store import Store
+
+    return Store(Path(path) if path else paths.default_store())
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite).")
+@click.option("--trust-new-host-key", is_flag=True, help="Accept and remember unknown SSH host keys of lab hosts.")
+@click.option("--check", is_flag=True, help="Only validate the suite and print its matrix.")
+def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool) -> None:
+    """Run SUITE (a YAML file in suites/) and print the comparison table."""
+    from .config.suite import load_suite
+    from .runner import Runner
+
+    s = load_suite(suite)
+    if check:
+        console.print(f"{s.path}: {len(s.cells)} cells, digest {s.digest[:12]}")
+        for c in s.cells:
+            console.print(f"  {c.platform} x {c.workload} x {c.benchmark}")
+        return
+    for note in s.skipped:
+        err_console.print(f"[dim]note: {note}; those cells are skipped[/dim]")
+    store = _store(store_path)
+    reporter = RichReporter()
+    runner = Runner(s, store=store, reporter=reporter, trust_new_host_key=trust_new_host_key)
+    try:
+        outcome = runner.run()
+    finally:
+        reporter.stop()
+    print_comparison(store, runner.run_id)
+    console.print(f"run {outcome.run_id}: {outcome.samples} samples in {store.path}")
+    if outcome.failed_cells:
+        raise TestbedError(f"run {outcome.run_id}: {len(outcome.failed_cells)} cell(s) failed; first: "
+                           f"{outcome.failed_cells[0]}")
+
+
+HEADLINE_PREFIXES = ("startup_ms", "requests_per_s", "throughput", "transactions_per_s", "latency_p99", "ops_per_s",
+                     "ns_per_call", "cell", "instance")
+
+
+def headline(metric: str) -> bool:
+    """The metrics the end-of-run table shows; `testbed results` shows every metric."""
+    return metric.startswith(HEADLINE_PREFIXES)
+
+
+def print_comparison(store, run_id: str) -> None:
+    from .results.report import fmt, group_samples
+
+    rows = list(store.samples(run_id))
+    if not rows:
+        return
+    groups = group_samples(rows)
+    platforms = list(dict.fromkeys(r.platform for r in rows))
+    table = Table(title=f"run {run_id}: median [95% CI] (n)", show_lines=False)
+    table.add_column("workload / benchmark / metric")
+    for p in platforms:
+        table.add_column(p, justify="right")
+    for g in groups:
+        if not headline(g.metric):
+            continue
+        label = f"{g.workload} {g.benchmark} {g.metric} ({g.unit})" + (f" {g.params}" if g.params else "")
+        cells = []
+        for p in platforms:
+            s = g.per_platform.get(p)
+            if s is None:
+                cells.append("")
+            elif s.n == 0:
+                cells.append("[red]failed[/red]")
+            else:
+                ci = f" [{fmt(s.ci_low)}–{fmt(s.ci_high)}]" if s.ci_low is not None else ""
+                flag = " [yellow]wide[/yellow]" if s.wide else ""
+                cells.append(f"{fmt(s.median)}{ci} ({s.n}){flag}")
+        table.add_row(label, *cells)
+    console.print(table)
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.option("--store", "store_path", help="SQLite result store.")
+@click.option("--format", "fmt_name", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--list", "list_runs", is_flag=True, help="List the runs in the store.")
+def results(run_id: str | None, store_path: str | None, fmt_name: str, list_runs: bool) -> None:
+    """Show a run's results (default: the latest): median, p95, n, 95% CI and CV per platform and metric."""
+    from .results.report import export, fmt, summary_rows
+
+    store = _store(store_path)
+    if list_runs:
+        t = Table(title=f"runs in {store.path}")
+        for col in ("run", "suite", "status", "samples", "testbed rev", "reason"):
+            t.add_column(col)
+        for r in store.runs():
+            t.add_row(r["run_id"], r["suite"], r["status"], str(r["samples"]), r["testbed_rev"], (r["reason"] or "")[:60])
+        console.print(t)
+        return
+    run_id = run_id or store.latest_run()
+    if run_id is None or store.run_info(run_id) is None:
+        raise TestbedError(f"no run {run_id!r} in {store.path}; see `testbed results --list`" if run_id else
+                           f"no runs in {store.path} yet; run `testbed run suites/quickstart.yaml`")
+    if fmt_name != "table":
+        click.echo(export(store, run_id, fmt_name))
+        return
+    info = store.run_info(run_id)
+    t = Table(title=f"run {run_id} ({info['suite']}, {info['status']}, testbed {info['testbed_rev']})")
+    for col in ("workload", "benchmark", "metric", "point", "platform", "median", "p95", "n", "95% CI", "CV", "failed"):
+        t.add_column(col, justify="right" if col in ("median", "p95", "n", "CV", "failed") else "left")
+    for r in summary_rows(store, run_id):
+        ci = f"{fmt(r['ci_low'])}–{fmt(r['ci_high'])}" if r["ci_low"] is not None else "-"
+        cv = f"{r['cv'] * 100:.1f}%" if r["cv"] is not None else "-"
+        if r["wide"]:
+            cv += " wide"
+        t.add_row(r["workload"], r["benchmark"], f"{r['metric']} ({r['unit']})", r["point"], r["platform"],
+                  fmt(r["median"]), fmt(r["p95"]), str(r["n"]), ci, cv, str(r["failed"]) if r["failed"] else "")
+    console.print(t)
+    if info["status"] != "ok" and info["reason"]:
+        console.print(f"[yellow]run status {info['status']}:[/yellow] {info['reason']}")
+
+
+@cli.command()
+@click.argument("host", required=False)
+@click.option("--lab", "lab_file", type=click.Path(dir_okay=False, path_type=Path), help="Lab hosts file.")
+@click.option("--format", "fmt_name", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--trust-new-host-key", is_flag=True, help="Accept and remember an unknown SSH host key.")
+def doctor(host: str | None, lab_file: Path | None, fmt_name: str, trust_new_host_key: bool) -> None:
+    """Check a host (default: this one): runtimes, tools and versions, KVM, IOMMU, SR-IOV, hugepages."""
+    from .hosts.local import LocalHost
+    from .provision.doctor import FAIL, run_checks
+
+    if host and host not in ("localhost", "local"):
+        from .config.lab import load_lab
+        from .hosts.ssh import SshHost
+
+        if lab_file is None:
+            raise TestbedError(f"doctor {host}: pass --lab FILE naming the lab hosts file")
+        target = SshHost.from_lab(load_lab(lab_file).host(host), trust_new=trust_new_host_key)
+    else:
+        target = LocalHost()
+    checks = run_checks(target)
+    if fmt_name == "json":
+        click.echo(json.dumps({"host": target.name, "checks": [c.as_dict() for c in checks]}, indent=1))
+    else:
+        t = Table(title=f"testbed doctor: {target.name}")
+        for col in ("check", "status", "detail", "fix"):
+            t.add_column(col)
+        colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+        for c in checks:
+            t.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+        console.print(t)
+    if any(c.status == FAIL for c in checks):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("hosts", nargs=-1)
+@click.option("--lab", "lab_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Lab hosts file; without it, this machine is provisioned.")
+@click.option("--tags", help="Comma-separated playbook tags (roles) to run.")
+@click.option("--trust-new-host-key", is_flag=True, help="Accept and remember unknown SSH host keys.")
+def provision(hosts: tuple[str, ...], lab_file: Path | None, tags: str | None, trust_new_host_key: bool) -> None:
+    """Install and configure what testbed needs on lab hosts (default: this machine) with Ansible."""
+    from .provision.ansible import provision as run_provision
+
+    result = run_provision(lab_file=lab_file, hosts=list(hosts) or None, tags=tags.split(",") if tags else None,
+                           on_event=lambda line: err_console.print(f"[dim]{line}[/dim]", markup=True),
+                           trust_new_host_key=trust_new_host_key)
+    console.print(result.summary())
+
+
+@cli.command()
+@click.option("--all", "include_live", is_flag=True, help="Also reclaim resources of runs that still look alive.")
+def gc(include_live: bool) -> None:
+    """Reclaim what killed runs left behind (namespaces, links, containers, processes, domains)."""
+    from . import ledger
+    from .net import netns  # noqa: F401  (registers reclaimers)
+    from .platforms import oci_runtime  # noqa: F401
+    from .hosts import process  # noqa: F401
+
+    _import_optional_reclaimers()
+    done = ledger.collect_garbage(include_live_runs=include_live)
+    for line in done:
+        console.print(line)
+    if not done:
+        console.print("nothing to reclaim")
+
+
+def _import_optional_reclaimers() -> None:
+    import importlib
+
+    for mod in ("orchestrator.virt.domain", "orchestrator.hosts.ssh", "orchestrator.net.sriov"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            pass
+
+
+@cli.group()
+def images() -> None:
+    """Images testbed has built or imported (content-addressed cache)."""
+
+
+@images.command("list")
+def images_list() -> None:
+    from .images.cache import ImageCache
+
+    t = Table(title="image cache")
+    for col in ("key", "digest", "build s", "path"):
+        t.add_column(col)
+    for e in ImageCache().entries():
+        t.add_row(e["key"], e["digest"][:16], f"{e['build_seconds']:.1f}" if e["build_seconds"] else "-", e["path"])
+    console.print(t)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("testbed: interrupted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TestbedError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("testbed: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Provenance: where, on what and how a sample was measured.
+
+Host facts come from the Host (so a lab host over SSH reports its own), tool versions from
+the tools themselves, and testbed's own revision from its git checkout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform as _platform
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from . import __version__, paths
+from .hosts.base import Host
+
+
+def host_facts(host: Host) -> dict:
+    """CPU model, cores, memory, kernel, OS of a host, read with commands that work locally and over SSH."""
+    facts: dict = {"host": host.name}
+    try:
+        cpuinfo = host.run(["cat", "/proc/cpuinfo"], timeout=10, check=False).stdout
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+        facts["cpu_model"] = models[0] if models else "unknown"
+        facts["cpu_threads"] = len(models) or None
+        flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+        facts["cpu_virt"] = "vmx" if " vmx" in flags else ("svm" if " svm" in flags else "none")
+        facts["cores"] = int(host.run(["nproc"], timeout=10).stdout.strip())
+        meminfo = host.run(["cat", "/proc/meminfo"], timeout=10, check=False).stdout
+        for line in meminfo.splitlines():
+            if line.startswith("MemTotal:"):
+                facts["memory_mb"] = int(line.split()[1]) // 1024
+        facts["kernel"] = host.run(["uname", "-r"], timeout=10).stdout.strip()
+        facts["arch"] = host.run(["uname", "-m"], timeout=10).stdout.strip()
+        osrel = host.run(["cat", "/etc/os-release"], timeout=10, check=False).stdout
+        for line in osrel.splitlines():
+            if line.startswith("PRETTY_NAME="):
+                facts["os"] = line.split("=", 1)[1].strip('"')
+        facts["hostname"] = host.run(["uname", "-n"], timeout=10).stdout.strip()
+    except Exception as exc:  # partial facts are still facts; say what failed
+        facts["facts_error"] = str(exc)
+    return facts
+
+
+@cache
+def testbed_revision() -> str:
+    """git revision of the testbed checkout (+'-dirty' when it has local changes), or the package version."""
+    root = paths.project_root()
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode != 0:
+            return f"v{__version__}"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return f"v{__version__}"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def controller_facts() -> dict:
+    return {"testbed_version": __version__, "testbed_rev": testbed_revision(), "python": _platform.python_version()}
