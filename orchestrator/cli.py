@@ -51,8 +51,9 @@ class RichReporter:
 
 
 def fail(exc: TestbedError) -> None:
+    # Plain writes: a terminal-width wrap would split the one line a user (or a script) reads.
     for line in str(exc).splitlines() or [type(exc).__name__]:
-        err_console.print(f"testbed: error: {line}", markup=False, highlight=False)
+        sys.stderr.write(f"testbed: error: {line}\n")
     sys.exit(exc.exit_code)
 
 

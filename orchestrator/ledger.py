@@ -65,6 +65,23 @@ class Ledger:
     def live(self) -> list[tuple[str, str, dict]]:
         return live_resources(self.path)
 
+    def reclaim_live(self) -> list[str]:
+        """Safety net after teardown: reclaim anything of this run still live (e.g. a launch
+        interrupted between creating a resource and handing it back)."""
+        done = []
+        for kind, name, meta in reversed(self.live()):
+            fn = RECLAIMERS.get(kind)
+            if fn is None:
+                continue
+            try:
+                fn(name, meta)
+                done.append(f"{kind} {name}")
+            except Exception as exc:
+                log.warning("could not reclaim %s %s: %s", kind, name, exc)
+                continue
+            self.release(kind, name)
+        return done
+
     def close(self) -> None:
         """Called after teardown; a ledger with nothing live is removed."""
         if not self.live():

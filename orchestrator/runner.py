@@ -194,6 +194,7 @@ class Runner:
         try:
             with ExitStack() as stack:
                 stack.callback(ledger.close)
+                stack.callback(self._safety_net, ledger)
                 self.workdir.mkdir(parents=True, exist_ok=True)
                 labnet = None
                 if not self.remote_server:
@@ -226,6 +227,11 @@ class Runner:
                 status, reason = "failed", f"{len(self.failed_cells)} cell(s) failed: {self.failed_cells[0]}"
             self.store.end_run(self.run_id, status, reason)
         return RunOutcome(self.run_id, status, self.samples, self.failed_cells, reason)
+
+    def _safety_net(self, ledger: Ledger) -> None:
+        leftovers = ledger.reclaim_live()
+        if leftovers:
+            log.warning("reclaimed after teardown: %s", ", ".join(leftovers))
 
     def _build_platforms(self, ledger: Ledger, stack: ExitStack) -> None:
         placement = self.suite.model.placement

@@ -84,6 +84,8 @@ def describe_pydantic_error(err: dict) -> str:
         return "unknown field; remove it or check its spelling"
     if kind == "missing":
         return "required field is missing"
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
     return msg[0].lower() + msg[1:] if msg else kind
 
 

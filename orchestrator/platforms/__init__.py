@@ -3,6 +3,7 @@
 from .base import Instance, Platform, PlatformOptions, Timeline
 from .gvisor import Gvisor
 from .native import Native
+from .linux_vm import LinuxVm
 from .oci_runtime import Runc
 
-PLATFORMS: dict[str, type[Platform]] = {p.kind: p for p in (Native, Runc, Gvisor)}
+PLATFORMS: dict[str, type[Platform]] = {p.kind: p for p in (Native, Runc, Gvisor, LinuxVm)}

@@ -29,12 +29,12 @@ class Group:
 ALWAYS_SHOWN = ("test",)  # a parameter that names what was measured is shown even when it does not vary
 
 
-def _varying_keys(rows: list[SampleRow]) -> dict[tuple[str, str], set[str]]:
-    """Per (workload, benchmark): the params whose value differs between samples (the sweep)."""
-    seen: dict[tuple[str, str], dict[str, set]] = defaultdict(lambda: defaultdict(set))
+def _varying_keys(rows: list[SampleRow]) -> dict[tuple[str, str, str], set[str]]:
+    """Per (workload, benchmark, metric): the params whose value differs between samples (the sweep)."""
+    seen: dict[tuple[str, str, str], dict[str, set]] = defaultdict(lambda: defaultdict(set))
     for r in rows:
         for k, v in r.params.items():
-            seen[(r.workload, r.benchmark)][k].add(json.dumps(v, sort_keys=True, default=str))
+            seen[(r.workload, r.benchmark, r.metric)][k].add(json.dumps(v, sort_keys=True, default=str))
     return {wb: {k for k, vals in keys.items() if len(vals) > 1 or k in ALWAYS_SHOWN} for wb, keys in seen.items()}
 
 
@@ -49,7 +49,7 @@ def group_samples(rows: list[SampleRow]) -> list[Group]:
     order: dict[tuple, None] = {}
     platforms: dict[str, None] = {}
     for r in rows:
-        key = (r.workload, r.benchmark, r.metric, r.unit, _point(r.params, varying[(r.workload, r.benchmark)]))
+        key = (r.workload, r.benchmark, r.metric, r.unit, _point(r.params, varying.get((r.workload, r.benchmark, r.metric), set())))
         order.setdefault(key, None)
         platforms.setdefault(r.platform, None)
         if r.status == "ok" and r.value is not None:

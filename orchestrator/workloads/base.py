@@ -20,6 +20,7 @@ Connect = Callable[[], socket.socket]
 
 class WorkloadOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    extra_args: list[str] = []  # appended to the server's command line (e.g. tuning flags)
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,13 @@ class Workload(ABC):
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         """Write config files into config_dir (host side); they will be seen at config_path in the instance."""
 
-    @abstractmethod
     def argv(self, config_path: str) -> list[str]:
         """The server's command line inside the instance, with its config at config_path."""
+        return [*self.server_argv(config_path), *self.options.extra_args]
+
+    def server_argv(self, config_path: str) -> list[str]:
+        """The workload's own command line, before the user's extra_args (override this, or argv)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither server_argv nor argv")
 
     @abstractmethod
     def probe(self, connect: Connect) -> bool:

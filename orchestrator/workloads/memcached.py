@@ -22,7 +22,7 @@ class Memcached(Workload):
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         pass  # memcached takes everything on its command line
 
-    def argv(self, config_path: str) -> list[str]:
+    def server_argv(self, config_path: str) -> list[str]:
         o = self.options
         return ["/usr/bin/memcached", "-u", "root", "-l", "0.0.0.0", "-p", str(self.port), "-U", "0",
                 "-m", str(o.memory_mb), "-t", str(o.threads), "-c", "1024"]

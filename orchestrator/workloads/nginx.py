@@ -35,7 +35,7 @@ class Nginx(Workload):
             # Deterministic, incompressible-looking content: bytes of a counter pattern.
             (www / name).write_bytes(bytes((i * 131 + 7) & 0xFF for i in range(size)))
 
-    def argv(self, config_path: str) -> list[str]:
+    def server_argv(self, config_path: str) -> list[str]:
         return ["/usr/sbin/nginx", "-p", config_path, "-c", f"{config_path}/nginx.conf", "-e", "stderr"]
 
     def probe(self, connect: Connect) -> bool:

@@ -23,7 +23,7 @@ class Redis(Workload):
         self.render("redis.conf.j2", config_dir / "redis.conf", port=self.port, options=self.options,
                     workdir="/tmp")
 
-    def argv(self, config_path: str) -> list[str]:
+    def server_argv(self, config_path: str) -> list[str]:
         return ["/usr/bin/redis-server", f"{config_path}/redis.conf"]
 
     def probe(self, connect: Connect) -> bool:

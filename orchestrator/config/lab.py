@@ -1,0 +1,160 @@
+"""Lab hosts file: the machines testbed provisions and runs on over SSH.
+
+    hosts:
+      - name: lab-a
+        address: 192.0.2.10          # where SSH reaches it (management network)
+        user: root
+        identity_file: ~/.ssh/testbed_ed25519
+        known_hosts: ~/.ssh/known_hosts          # optional; default ~/.ssh/known_hosts
+        host_key_fingerprint: "SHA256:abc..."  # optional pin, accepted when known_hosts lacks the host
+        lab_address: 10.77.0.1       # the host's address on the direct experiment link
+        sriov: {enp59s0f0: 4}        # VFs per physical function (provision writes sriov_numvfs)
+        hugepages: 512               # 2 MiB pages; 0 = leave as is
+        iommu: true                  # provision sets intel_iommu/amd_iommu=on iommu=pt (reboot needed)
+        roles: [server]
+
+Errors are one line each: `FILE:LINE: hosts[0].port: ...`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import ConfigError
+from .yamlload import load_yaml, raise_if, validation_errors
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+IFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+
+
+class LabHost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_RE)
+    address: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str = Field("root", pattern=r"^[a-z_][a-z0-9_.-]*$")
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    host_key_fingerprint: str | None = None
+    lab_address: str | None = None
+    sriov: dict[str, int] = Field(default_factory=dict)
+    hugepages: int = Field(0, ge=0)
+    iommu: bool = False
+    governor: str | None = Field(None, pattern=r"^[a-z]+$")
+    roles: list[str] = Field(default_factory=list)
+    connect_timeout: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$", value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name")
+        return value
+
+    @field_validator("lab_address")
+    @classmethod
+    def _lab_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address; expected the host's address on the experiment link")
+        return value
+
+    @field_validator("host_key_fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: str | None) -> str | None:
+        if value is not None and not FINGERPRINT_RE.match(value):
+            raise ValueError("expected an OpenSSH SHA256 fingerprint like 'SHA256:' + 43 base64 characters "
+                             "(ssh-keygen -lf KEY.pub)")
+        return value
+
+    @field_validator("sriov")
+    @classmethod
+    def _sriov(cls, value: dict[str, int]) -> dict[str, int]:
+        for pf, n in value.items():
+            if not IFACE_RE.match(str(pf)):
+                raise ValueError(f"{pf!r} is not a network interface name")
+            if not isinstance(n, int) or n < 0 or n > 256:
+                raise ValueError(f"{pf}: VF count must be an integer 0..256")
+        return value
+
+    @property
+    def identity_path(self) -> Path | None:
+        return Path(os.path.expanduser(self.identity_file)) if self.identity_file else None
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(os.path.expanduser(self.known_hosts or "~/.ssh/known_hosts"))
+
+
+class LabModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hosts: list[LabHost] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        seen: set[str] = set()
+        for h in self.hosts:
+            if h.name in seen:
+                raise ValueError(f"host name {h.name!r} appears twice; names must be unique")
+            seen.add(h.name)
+        return self
+
+
+@dataclass
+class Lab:
+    path: Path
+    model: LabModel
+
+    @property
+    def hosts(self) -> list[LabHost]:
+        return self.model.hosts
+
+    def names(self) -> list[str]:
+        return [h.name for h in self.model.hosts]
+
+    def host(self, name: str) -> LabHost:
+        for h in self.model.hosts:
+            if h.name == name:
+                return h
+        raise ConfigError(f"{self.path}: no host named {name!r} in the lab file; known hosts: "
+                          f"{', '.join(self.names())}")
+
+    def select(self, names: list[str] | None) -> list[LabHost]:
+        return [self.host(n) for n in names] if names else list(self.model.hosts)
+
+
+def load_lab(path: Path | str) -> Lab:
+    """Read and validate a lab hosts file; every problem is one `FILE:LINE: field: message` line."""
+    path = Path(path)
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping with a 'hosts' list at the top")
+    try:
+        model = LabModel.model_validate(data)
+    except ValidationError as exc:
+        raise_if(validation_errors(exc, str(path), lines))
+        raise  # unreachable: validation_errors always has at least one line
+    # relative identity / known_hosts paths are relative to the lab file
+    for h in model.hosts:
+        for attr in ("identity_file", "known_hosts"):
+            value = getattr(h, attr)
+            if value and not os.path.isabs(os.path.expanduser(value)):
+                setattr(h, attr, str((path.parent / value).resolve()))
+    return Lab(path, model)

@@ -1,0 +1,404 @@
+"""Lab hosts over SSH (paramiko): the Host protocol on another machine.
+
+Security rules, all enforced here:
+- key authentication only (no passwords, no keyboard-interactive);
+- the server's host key is checked against known_hosts; a key that differs from the one
+  recorded there is always refused; an unknown key is refused unless its SHA256
+  fingerprint was pinned in the lab file or the caller passed trust_new=True (then it is
+  remembered in known_hosts);
+- every command has a timeout (per read on the channel and overall);
+- argv is quoted with shlex.join before it reaches the remote shell;
+- no key material or passphrase is ever logged (the passphrase, if any, comes from
+  $TESTBED_SSH_KEY_PASSPHRASE and is only handed to paramiko).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import paramiko
+
+from ..errors import CommandTimeout, LaunchError, TestbedError
+from ..ledger import reclaimer
+from .base import CommandResult
+from .local import CommandFailed, netns_argv
+
+if TYPE_CHECKING:
+    from ..config.lab import LabHost
+    from ..ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+PASSPHRASE_ENV = "TESTBED_SSH_KEY_PASSPHRASE"
+
+
+class SshError(TestbedError):
+    """Connecting to or authenticating with a lab host failed."""
+
+
+class HostKeyError(SshError):
+    """The lab host's SSH host key is unknown or does not match known_hosts."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style SHA256 fingerprint, as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _known_hosts_name(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+class _VerifyPolicy(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko only when known_hosts has no key of the offered type for the host."""
+
+    def __init__(self, host: "SshHost"):
+        self.host = host
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        h = self.host
+        fp = fingerprint(key)
+        recorded = client.get_host_keys().lookup(hostname)
+        if recorded:  # known with another key type: treat as a changed key
+            raise HostKeyError(
+                f"ssh {h.name} ({h.address}:{h.port}): host key {key.get_name()} {fp} does not match the "
+                f"{', '.join(recorded.keys())} key recorded in {h.known_hosts}; refusing to connect (if the host was "
+                f"reinstalled, remove its old entry with ssh-keygen -R)")
+        if h.pinned_fingerprint and fp == h.pinned_fingerprint:
+            log.info("ssh %s: host key %s matches the fingerprint pinned in the lab file", h.name, fp)
+        elif h.pinned_fingerprint:
+            raise HostKeyError(
+                f"ssh {h.name} ({h.address}:{h.port}): host key fingerprint {fp} does not match the "
+                f"host_key_fingerprint {h.pinned_fingerprint} pinned in the lab file; refusing to connect")
+        elif h.trust_new:
+            log.warning("ssh %s: trusting new host key %s (--trust-new-host-key)", h.name, fp)
+        else:
+            raise HostKeyError(
+                f"ssh {h.name} ({h.address}:{h.port}): unknown host key {key.get_name()} {fp} (not in "
+                f"{h.known_hosts}); verify it and pin it as host_key_fingerprint in the lab file, or pass "
+                f"--trust-new-host-key")
+        h._remember_key(hostname, key)
+
+
+class SshHost:
+    """A lab host reached over SSH. Connects lazily; one connection shared by all calls."""
+
+    def __init__(self, name: str, address: str, *, port: int = 22, user: str = "root",
+                 identity_file: str | Path | None = None, known_hosts: str | Path | None = None,
+                 host_key_fingerprint: str | None = None, lab_address: str | None = None,
+                 trust_new: bool = False, connect_timeout: float = 10.0):
+        self.name = name
+        self.address = address
+        self.port = port
+        self.user = user
+        self.identity_file = str(identity_file) if identity_file else None
+        self.known_hosts = Path(os.path.expanduser(str(known_hosts or "~/.ssh/known_hosts")))
+        self.pinned_fingerprint = host_key_fingerprint
+        self.lab_address = lab_address
+        self.trust_new = trust_new
+        self.connect_timeout = connect_timeout
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_lab(cls, cfg: "LabHost", *, trust_new: bool = False) -> "SshHost":
+        return cls(cfg.name, cfg.address, port=cfg.port, user=cfg.user, identity_file=cfg.identity_path,
+                   known_hosts=cfg.known_hosts_path, host_key_fingerprint=cfg.host_key_fingerprint,
+                   lab_address=cfg.lab_address, trust_new=trust_new, connect_timeout=cfg.connect_timeout)
+
+    def __repr__(self) -> str:
+        return f"SshHost({self.name!r}, {self.user}@{self.address}:{self.port})"
+
+    def connection_meta(self) -> dict:
+        """What a reclaimer needs to reconnect (paths and names only, never secrets)."""
+        return {"host": self.name, "address": self.address, "port": self.port, "user": self.user,
+                "identity_file": self.identity_file, "known_hosts": str(self.known_hosts),
+                "host_key_fingerprint": self.pinned_fingerprint}
+
+    # --- connection ------------------------------------------------------------------
+    def _remember_key(self, hostname: str, key: paramiko.PKey) -> None:
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        fd = os.open(self.known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.write(line)
+
+    def _where(self) -> str:
+        return f"ssh {self.name} ({self.user}@{self.address}:{self.port})"
+
+    def connect(self) -> paramiko.SSHClient:
+        with self._lock:
+            if self._client is not None:
+                transport = self._client.get_transport()
+                if transport is not None and transport.is_active():
+                    return self._client
+                self._client.close()
+                self._client = None
+            client = paramiko.SSHClient()
+            if self.known_hosts.exists():
+                try:
+                    client.load_host_keys(str(self.known_hosts))
+                except (OSError, paramiko.SSHException) as exc:
+                    raise HostKeyError(f"{self._where()}: cannot read known_hosts {self.known_hosts}: {exc}") from None
+            client.set_missing_host_key_policy(_VerifyPolicy(self))
+            if self.identity_file and not Path(self.identity_file).exists():
+                raise SshError(f"{self._where()}: identity_file {self.identity_file} does not exist")
+            passphrase = os.environ.get(PASSPHRASE_ENV) or None
+            try:
+                client.connect(
+                    self.address, port=self.port, username=self.user,
+                    key_filename=self.identity_file, passphrase=passphrase,
+                    look_for_keys=self.identity_file is None, allow_agent=False,
+                    timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                    auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout,
+                )
+            except HostKeyError:
+                client.close()
+                raise
+            except paramiko.BadHostKeyException as exc:
+                client.close()
+                raise HostKeyError(
+                    f"{self._where()}: HOST KEY MISMATCH: the server offered {exc.key.get_name()} "
+                    f"{fingerprint(exc.key)} but {self.known_hosts} records {fingerprint(exc.expected_key)}; "
+                    f"refusing to connect (possible man-in-the-middle; if the host was reinstalled, "
+                    f"remove its old entry with ssh-keygen -R)") from None
+            except paramiko.PasswordRequiredException:
+                client.close()
+                raise SshError(f"{self._where()}: the key {self.identity_file} is encrypted; set "
+                               f"{PASSPHRASE_ENV} or use an ssh key without passphrase") from None
+            except paramiko.AuthenticationException:
+                client.close()
+                key = self.identity_file or "the default keys in ~/.ssh"
+                raise SshError(f"{self._where()}: authentication failed for user {self.user!r} with key {key} "
+                               f"(key authentication only)") from None
+            except (socket.timeout, TimeoutError):
+                client.close()
+                raise SshError(f"{self._where()}: unreachable: no answer within {self.connect_timeout:g} s") from None
+            except paramiko.ssh_exception.NoValidConnectionsError as exc:
+                client.close()
+                reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+                raise SshError(f"{self._where()}: unreachable: {reason}") from None
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                client.close()
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                raise SshError(f"{self._where()}: cannot connect: {reason}") from None
+            transport = client.get_transport()
+            if transport is not None:
+                transport.set_keepalive(15)
+            self._client = client
+            log.debug("%s: connected", self._where())
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> "SshHost":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- Host protocol ---------------------------------------------------------------
+    def run(self, argv: Sequence[str], *, timeout: float, check: bool = True, netns: str | None = None,
+            input: str | None = None, env: dict[str, str] | None = None) -> CommandResult:
+        full = netns_argv(netns, argv)
+        if env:
+            full = ["env", *(f"{k}={v}" for k, v in env.items()), *full]
+        command = shlex.join(full)
+        client = self.connect()
+        log.debug("%s: run %s", self._where(), command)
+        start = time.monotonic()
+        deadline = start + timeout
+        try:
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                raise SshError(f"{self._where()}: connection lost")
+            chan = transport.open_session(timeout=min(timeout, self.connect_timeout))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise SshError(f"{self._where()}: cannot open a channel: {exc or type(exc).__name__}") from None
+        out, err = bytearray(), bytearray()
+        try:
+            chan.settimeout(min(timeout, 5.0))
+            chan.exec_command(command)
+            if input is not None:
+                chan.sendall(input.encode())
+            chan.shutdown_write()
+            while True:
+                if chan.recv_ready():
+                    out += chan.recv(65536)
+                    continue
+                if chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                    continue
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                if time.monotonic() > deadline:
+                    raise CommandTimeout(f"{self.name}: {' '.join(full)} did not finish within {timeout:g} s")
+                if chan.closed and not chan.exit_status_ready():
+                    raise SshError(f"{self._where()}: channel closed before {full[0]} finished")
+                time.sleep(0.005)
+            # drain what arrived with the exit status
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            code = chan.recv_exit_status()
+        except socket.timeout:
+            raise CommandTimeout(f"{self.name}: {' '.join(full)} stalled (no data within the channel timeout)") from None
+        finally:
+            chan.close()
+        result = CommandResult(full, code, out.decode(errors="replace"), err.decode(errors="replace"),
+                               time.monotonic() - start)
+        if code == 127 and check is not None and "not found" in result.stderr:
+            from ..errors import MissingToolError
+            raise MissingToolError(f"{full[0]} is not installed on {self.name}; run `testbed provision {self.name}` "
+                                   f"or `testbed doctor {self.name}`")
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def which(self, tool: str) -> str | None:
+        res = self.run(["sh", "-c", 'command -v "$1"', "sh", tool], timeout=15, check=False)
+        path = res.stdout.strip()
+        return path if res.ok and path else None
+
+    def put(self, local: Path, remote: str, *, timeout: float) -> None:
+        """Copy a file with SFTP and verify its sha256 on the remote side."""
+        local = Path(local)
+        want = hashlib.sha256(local.read_bytes()).hexdigest()
+        client = self.connect()
+        try:
+            sftp = client.open_sftp()
+            try:
+                sftp.get_channel().settimeout(timeout)
+                sftp.put(str(local), remote)
+                sftp.chmod(remote, local.stat().st_mode & 0o7777)
+            finally:
+                sftp.close()
+        except (OSError, paramiko.SSHException) as exc:
+            raise SshError(f"{self._where()}: copying {local} to {remote} failed: {exc}") from None
+        got = self.run(["sha256sum", "--", remote], timeout=timeout).stdout.split()
+        if not got or got[0] != want:
+            raise SshError(f"{self._where()}: {remote} has sha256 {got[0] if got else '?'} after the copy, "
+                           f"expected {want}")
+
+    def read_text(self, path: str, *, timeout: float = 10) -> str:
+        res = self.run(["cat", "--", path], timeout=timeout, check=False)
+        if not res.ok:
+            if "No such file" in res.stderr:
+                raise FileNotFoundError(2, f"{self.name}: {res.stderr.strip()}", path)
+            raise OSError(f"{self.name}: cannot read {path}: {res.tail()}")
+        return res.stdout
+
+    def spawn(self, argv: Sequence[str], *, log_path: Path, ledger: "Ledger", label: str) -> "RemoteProcess":
+        """Start argv in its own session on the remote host, output to log_path there."""
+        log_path = str(log_path)
+        token = secrets.token_hex(4)
+        pidfile = f"{log_path}.{token}.pid"
+        name = f"{self.name}:{label}:{token}"
+        ledger.acquire("remote-process", name, pidfile=pidfile, **self.connection_meta())
+        try:
+            self.run(["mkdir", "-p", str(Path(log_path).parent)], timeout=30)
+            inner = 'exec > "$0" 2>&1 < /dev/null; "$@"; echo $? > "$0.rc"'
+            outer = ('pidfile=$1; inner=$2; log=$3; shift 3; rm -f "$log.rc"; '
+                     'setsid sh -c "$inner" "$log" "$@" & echo $! > "$pidfile"; echo $!')
+            res = self.run(["sh", "-c", outer, "sh", pidfile, inner, log_path, *argv], timeout=30)
+            pid = int(res.stdout.strip().splitlines()[-1])
+        except (TestbedError, ValueError, IndexError) as exc:
+            ledger.release("remote-process", name)
+            raise LaunchError(f"could not start {argv[0]} on {self.name}: {exc}") from None
+        start = _remote_start_time(self, pid)
+        ledger.acquire("remote-process", name, pidfile=pidfile, pid=pid, start=start, **self.connection_meta())
+        log.debug("%s: spawned %s as pid %d", self._where(), argv[0], pid)
+        return RemoteProcess(self, pid, start, log_path, pidfile, ledger, name)
+
+
+def _remote_start_time(host: SshHost, pid: int) -> int | None:
+    try:
+        stat = host.run(["cat", f"/proc/{pid}/stat"], timeout=10, check=False).stdout
+        return int(stat.rsplit(")", 1)[1].split()[19]) if stat else None
+    except (TestbedError, IndexError, ValueError):
+        return None
+
+
+class RemoteProcess:
+    """A process started by SshHost.spawn; pid is its session and process-group leader."""
+
+    def __init__(self, host: SshHost, pid: int, start: int | None, log_path: str, pidfile: str,
+                 ledger: "Ledger", ledger_name: str):
+        self.host = host
+        self.pid = pid
+        self.start = start
+        self.log_path = log_path
+        self.pidfile = pidfile
+        self.ledger = ledger
+        self.ledger_name = ledger_name
+        self._stopped = False
+
+    def alive(self) -> bool:
+        return _remote_start_time(self.host, self.pid) == self.start if self.start is not None else False
+
+    def returncode(self) -> int | None:
+        if self.alive():
+            return None
+        res = self.host.run(["cat", f"{self.log_path}.rc"], timeout=10, check=False)
+        try:
+            return int(res.stdout.strip())
+        except ValueError:
+            return -1  # killed before its wrapper could record the status
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            res = self.host.run(["tail", "-n", str(lines), self.log_path], timeout=10, check=False)
+        except TestbedError:
+            return ""
+        return " | ".join(line.strip() for line in res.stdout.strip().splitlines())
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self._stopped:
+            return
+        try:
+            if self.alive():
+                self.host.run(["kill", "-TERM", "--", f"-{self.pid}"], timeout=10, check=False)
+                deadline = time.monotonic() + grace
+                while self.alive() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            self.host.run(["kill", "-KILL", "--", f"-{self.pid}"], timeout=10, check=False)
+            self.host.run(["rm", "-f", self.pidfile], timeout=10, check=False)
+        finally:
+            self._stopped = True
+            self.ledger.release("remote-process", self.ledger_name)
+
+
+@reclaimer("remote-process")
+def _reclaim_remote_process(name: str, meta: dict) -> None:
+    """Reconnect (known_hosts or the pinned key only, never trusting a new key) and kill the group."""
+    host = SshHost(meta["host"], meta["address"], port=meta.get("port", 22), user=meta.get("user", "root"),
+                   identity_file=meta.get("identity_file"), known_hosts=meta.get("known_hosts"),
+                   host_key_fingerprint=meta.get("host_key_fingerprint"))
+    with host:
+        pid, start = meta.get("pid"), meta.get("start")
+        if pid is None:
+            res = host.run(["cat", meta["pidfile"]], timeout=10, check=False)
+            if not res.ok or not res.stdout.strip().isdigit():
+                return  # never started
+            pid = int(res.stdout.strip())
+            start = _remote_start_time(host, pid)
+        if start is not None and _remote_start_time(host, pid) == start:
+            host.run(["kill", "-KILL", "--", f"-{pid}"], timeout=10, check=False)
+        host.run(["rm", "-f", meta["pidfile"]], timeout=10, check=False)

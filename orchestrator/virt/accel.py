@@ -1,0 +1,135 @@
+"""Which accelerator guests get: boot a tiny probe guest under KVM and watch for userspace.
+
+/dev/kvm existing is not enough: under nested virtualisation without usable SVM/VMX the
+guest hangs in firmware or early boot. So before the first VM of a run testbed boots
+images/linux.probe_image (busybox /init that prints `TESTBED probe-userspace`) as domain
+type `kvm` with a short timeout; no marker means TCG (domain type `qemu`), and the reason,
+with the console evidence, goes into every VM sample's provenance and `testbed doctor`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import paths
+from ..errors import ConfigError, LaunchError
+from ..images.cache import ImageCache
+from ..images.linux import probe_image
+from ..ledger import Ledger
+from .connection import Connection
+from .console import ConsoleFile
+from .domain import DomainSpec, domain_xml
+from .lifecycle import create_transient, destroy, domain_running
+
+PROBE_TIMEOUT = 15.0
+TCG_PROBE_TIMEOUT = 60.0
+PROBE_MARKER = "probe-userspace"
+
+
+@dataclass
+class ProbeResult:
+    domain_type: str  # kvm | qemu
+    ok: bool
+    seconds: float
+    console_bytes: int
+    evidence: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AccelChoice:
+    accel: str  # kvm | tcg
+    reason: str
+    probes: list[ProbeResult]
+
+    @property
+    def domain_type(self) -> str:
+        return "kvm" if self.accel == "kvm" else "qemu"
+
+    def provenance(self) -> dict:
+        return {"accel": self.accel, "accel_reason": self.reason}
+
+
+def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type: str, timeout: float,
+               workdir: Path | None = None, machine: str = "pc") -> ProbeResult:
+    image = probe_image(cache)
+    workdir = workdir or paths.runs_dir() / "accel-probe"
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = f"tb-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    console_path = workdir / f"{name}.console"
+    console_path.unlink(missing_ok=True)
+    spec = DomainSpec(name=name, kernel=str(image.file("kernel")), initrd=str(image.file("initrd")),
+                      cmdline="console=ttyS0 panic=-1", console_log=str(console_path), domain_type=domain_type,
+                      machine=machine, vcpus=1, memory_mib=256, metadata={"role": "accel-probe"})
+    console = ConsoleFile(console_path)
+    start = time.monotonic()
+    create_transient(conn, ledger, name, domain_xml(spec))
+    ok = False
+    try:
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            console.poll()
+            if PROBE_MARKER in console.parser.markers:
+                ok = True
+                break
+            if not domain_running(conn, name):
+                console.poll()
+                ok = PROBE_MARKER in console.parser.markers
+                break
+            time.sleep(0.1)
+        seconds = time.monotonic() - start
+    finally:
+        destroy(conn, ledger, name)
+        console.poll()
+        console_path.unlink(missing_ok=True)
+    p = console.parser
+    if ok:
+        evidence = f"userspace marker after {seconds:.1f} s under {domain_type}"
+    else:
+        evidence = (f"no userspace marker within {timeout:g} s under {domain_type}; console had {p.nbytes} bytes"
+                    + (f", last: {p.tail[-1][:80]!r}" if p.tail else ""))
+    return ProbeResult(domain_type, ok, round(seconds, 3), p.nbytes, evidence)
+
+
+_CHOICES: dict[str, AccelChoice] = {}
+
+
+def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested: str = "auto", *,
+                 timeout: float = PROBE_TIMEOUT, confirm_tcg: bool = False, machine: str = "pc") -> AccelChoice:
+    """auto: KVM if the probe reaches userspace under KVM, else TCG. kvm: the probe must pass.
+    tcg: no probe. The result is remembered per URI for the rest of the process (one run)."""
+    if requested not in ("auto", "kvm", "tcg"):
+        raise ConfigError(f"accel: {requested!r} is not one of auto, kvm, tcg")
+    key = f"{conn.uri}|{requested}"
+    if key in _CHOICES and not confirm_tcg:
+        return _CHOICES[key]
+    if requested == "tcg":
+        choice = AccelChoice("tcg", "accel: tcg requested", [])
+    else:
+        probes: list[ProbeResult] = []
+        if not Path("/dev/kvm").exists() and conn.uri.startswith("qemu:///"):
+            reason = "/dev/kvm does not exist"
+        else:
+            kvm = boot_probe(conn, ledger, cache, "kvm", timeout, machine=machine)
+            probes.append(kvm)
+            reason = kvm.evidence
+            if kvm.ok:
+                choice = AccelChoice("kvm", reason, probes)
+                _CHOICES[key] = choice
+                return choice
+        if requested == "kvm":
+            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.uri}: {reason}")
+        if confirm_tcg:
+            tcg = boot_probe(conn, ledger, cache, "qemu", TCG_PROBE_TIMEOUT, machine=machine)
+            probes.append(tcg)
+            if not tcg.ok:
+                raise LaunchError(f"neither KVM nor TCG guests reach userspace on {conn.uri}: {tcg.evidence}")
+        choice = AccelChoice("tcg", f"KVM unusable: {reason}", probes)
+    _CHOICES[key] = choice
+    return choice

@@ -1,0 +1,196 @@
+"""libvirt connections with a timeout on every call, and the libvirt daemons themselves.
+
+libvirt-python releases the GIL around its C calls, so a call that hangs (a URI whose
+daemon never answers, a wedged QEMU monitor) is run on a daemon thread and abandoned
+after its timeout with a one-line CommandTimeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+from urllib.parse import urlparse
+
+from ..errors import CommandTimeout, LaunchError, MissingToolError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_URI = "qemu:///system"
+CALL_TIMEOUT = 30.0
+DAEMON_START_TIMEOUT = 30.0
+
+try:
+    import libvirt  # type: ignore
+
+    # libvirt prints every error to stderr by default; testbed reports them itself.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+except ImportError:  # pragma: no cover - the dependency is in pyproject.toml
+    libvirt = None
+
+
+def require_libvirt():
+    if libvirt is None:
+        raise MissingToolError("libvirt-python is not installed; pip install libvirt-python (see pyproject.toml)")
+    return libvirt
+
+
+def with_timeout(fn: Callable[..., T], *args, timeout: float, what: str) -> T:
+    """fn(*args) on a daemon thread; CommandTimeout if it has not returned after `timeout` s."""
+    box: dict = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"libvirt-{what}", daemon=True).start()
+    if not done.wait(timeout):
+        raise CommandTimeout(f"libvirt: {what} did not answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def is_local(uri: str) -> bool:
+    """True for URIs served by a daemon on this machine (no host part, no remote transport)."""
+    p = urlparse(uri)
+    return not p.hostname and "+" not in p.scheme.replace("+unix", "")
+
+
+# --- the daemons ---------------------------------------------------------------------------
+def pid1_is_systemd() -> bool:
+    try:
+        return Path("/proc/1/comm").read_text().strip() == "systemd"
+    except OSError:
+        return False
+
+
+def _pidfile_alive(path: str) -> int | None:
+    try:
+        pid = int(Path(path).read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def daemon_state() -> dict[str, int | None]:
+    """pids of the local libvirtd and virtlogd (None when not running)."""
+    return {"libvirtd": _pidfile_alive("/var/run/libvirtd.pid"), "virtlogd": _pidfile_alive("/var/run/virtlogd.pid")}
+
+
+def start_daemons(timeout: float = DAEMON_START_TIMEOUT) -> str:
+    """Start libvirtd (and virtlogd, which QEMU's console files go through). Returns how."""
+    if pid1_is_systemd():
+        argvs = [["systemctl", "start", "virtlogd.socket", "libvirtd.socket", "libvirtd.service"]]
+        how = "systemctl start libvirtd"
+    else:
+        for d in ("/var/log/libvirt", "/var/run/libvirt"):
+            os.makedirs(d, exist_ok=True)
+        argvs = []
+        state = daemon_state()
+        if state["virtlogd"] is None:
+            argvs.append(["virtlogd", "-d"])
+        if state["libvirtd"] is None:
+            argvs.append(["libvirtd", "-d"])
+        how = "started " + ", ".join(a[0] for a in argvs) if argvs else "already running"
+    for argv in argvs:
+        if shutil.which(argv[0]) is None:
+            raise MissingToolError(f"{argv[0]} is not installed; apt-get install libvirt-daemon-system")
+        # Own session and no pipes: the daemon outlives testbed and must not hold our stdout open
+        # or receive the SIGINT meant for testbed.
+        try:
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=timeout, start_new_session=True, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimeout(f"{' '.join(argv)} did not return within {timeout:g} s") from exc
+    return how
+
+
+def open_connection(uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, start: bool = True):
+    """A libvirt connection to `uri`; starts the local daemons when they are down."""
+    lv = require_libvirt()
+    try:
+        return with_timeout(lv.open, uri, timeout=timeout, what=f"connect {uri}")
+    except lv.libvirtError as exc:
+        if not (start and is_local(uri)):
+            raise LaunchError(f"libvirt: cannot connect to {uri}: {one_line(exc)}") from exc
+        first = exc
+    how = start_daemons()
+    log.info("libvirt daemons: %s", how)
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT
+    while True:
+        try:
+            return with_timeout(lv.open, uri, timeout=timeout, what=f"connect {uri}")
+        except lv.libvirtError as exc:
+            if time.monotonic() > deadline:
+                raise LaunchError(f"libvirt: {uri} still refuses connections {DAEMON_START_TIMEOUT:g} s after "
+                                  f"{how}: {one_line(exc)} (first error: {one_line(first)})") from exc
+            time.sleep(0.3)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+class Connection:
+    """One libvirt connection; every call goes through call() with a timeout."""
+
+    def __init__(self, uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, start: bool = True):
+        self.uri = uri
+        self.timeout = timeout
+        self.conn = open_connection(uri, timeout=timeout, start=start)
+
+    def call(self, fn: Callable[..., T], *args, what: str, timeout: float | None = None) -> T:
+        return with_timeout(fn, *args, timeout=timeout or self.timeout, what=what)
+
+    def lookup(self, name: str):
+        """The domain called `name`, or None."""
+        lv = require_libvirt()
+        try:
+            return self.call(self.conn.lookupByName, name, what=f"lookup {name}")
+        except lv.libvirtError as exc:
+            if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def destroy(self, name: str) -> None:
+        """Destroy and undefine `name` if it exists; absent is fine."""
+        lv = require_libvirt()
+        dom = self.lookup(name)
+        if dom is None:
+            return
+        for op, what in ((dom.destroy, "destroy"), (dom.undefine, "undefine")):
+            try:
+                self.call(op, what=f"{what} {name}")
+            except lv.libvirtError:
+                pass  # not running / transient: already gone
+
+    def versions(self) -> dict[str, str]:
+        def fmt(v: int) -> str:
+            return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
+
+        return {"libvirt": fmt(self.call(self.conn.getLibVersion, what="getLibVersion")),
+                "qemu": fmt(self.call(self.conn.getVersion, what="getVersion"))}
+
+    def host_info(self) -> tuple[int, int]:
+        """(memory MiB, logical CPUs) of the hypervisor host."""
+        info = self.call(self.conn.getInfo, what="getInfo")
+        return int(info[1]), int(info[2])
+
+    def close(self) -> None:
+        try:
+            with_timeout(self.conn.close, timeout=self.timeout, what="close")
+        except Exception:
+            pass

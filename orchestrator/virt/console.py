@@ -1,0 +1,118 @@
+"""Reading a guest's serial console: printk timestamps and testbed's init markers.
+
+The console file (libvirt `<serial type='file'>`) holds firmware noise (escape sequences),
+kernel lines `[    1.234567] message` and lines printed by guests/init.sh.j2:
+`TESTBED <event> uptime=<guest seconds> [key=value ...]`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PRINTK = re.compile(r"^\[\s*(\d+\.\d+)\]\s?(.*)$")
+MARKER = re.compile(r"TESTBED ([\w-]+)((?:\s+\S+=\S*)*)\s*$")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc")
+RUN_INIT = re.compile(r"Run (\S+) as init process")
+
+# init marker -> Timeline phase it stands for
+MARKER_PHASES = {"guest-start": "kernel_up", "probe-start": "kernel_up", "workload-start": "init_started"}
+
+
+@dataclass
+class Event:
+    kind: str  # line | printk | marker
+    text: str
+    name: str | None = None  # marker name
+    values: dict[str, str] = field(default_factory=dict)
+    kernel_time: float | None = None  # printk seconds
+
+
+@dataclass
+class ConsoleParser:
+    """Incremental: feed() bytes as they arrive; complete lines become events."""
+
+    buffer: bytes = b""
+    lines: int = 0
+    nbytes: int = 0
+    markers: dict[str, dict[str, str]] = field(default_factory=dict)
+    first_printk: float | None = None
+    last_printk: float | None = None
+    run_init_at: float | None = None  # printk time of "Run /init as init process"
+    tail: list[str] = field(default_factory=list)
+
+    def feed(self, data: bytes) -> list[Event]:
+        self.nbytes += len(data)
+        self.buffer += data
+        *complete, self.buffer = self.buffer.split(b"\n")
+        return [e for raw in complete if (e := self._line(raw)) is not None]
+
+    def _line(self, raw: bytes) -> Event | None:
+        text = ANSI.sub("", raw.decode("utf-8", "replace")).replace("\r", "").strip()
+        if not text:
+            return None
+        self.lines += 1
+        self.tail = (self.tail + [text])[-20:]
+        m = PRINTK.match(text)
+        if m:
+            t = float(m.group(1))
+            self.first_printk = t if self.first_printk is None else self.first_printk
+            self.last_printk = t
+            if self.run_init_at is None and RUN_INIT.search(m.group(2)):
+                self.run_init_at = t
+            return Event("printk", m.group(2), kernel_time=t)
+        m = MARKER.search(text)
+        if m:
+            values = dict(kv.split("=", 1) for kv in m.group(2).split())
+            self.markers.setdefault(m.group(1), values)
+            return Event("marker", text, name=m.group(1), values=values)
+        return Event("line", text)
+
+    def uptime(self, marker: str) -> float | None:
+        try:
+            return float(self.markers[marker]["uptime"])
+        except (KeyError, ValueError):
+            return None
+
+    def guest_figures(self) -> dict[str, float | None]:
+        """The guest's own view, in ms: kernel printk clock and /proc/uptime at init markers."""
+        init = self.uptime("guest-start") or self.uptime("probe-start")
+        work = self.uptime("workload-start")
+        net = self.uptime("net-up")
+        ms = lambda s: None if s is None else round(s * 1000.0, 3)  # noqa: E731
+        return {
+            "kernel_to_init": ms(init),  # guest uptime when /init ran its first line
+            "kernel_run_init": ms(self.run_init_at),  # printk time of "Run /init as init process"
+            "init_to_net": ms(net - init) if net is not None and init is not None else None,
+            "init_to_workload": ms(work - init) if work is not None and init is not None else None,
+            "kernel_to_workload": ms(work),
+        }
+
+    def tail_line(self, lines: int = 3) -> str:
+        return " | ".join(self.tail[-lines:]) or "(console empty)"
+
+
+class ConsoleFile:
+    """Follows a console file from where it was last read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+        self.parser = ConsoleParser()
+
+    def poll(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        return self.parser.feed(data) if data else []
+
+
+def parse_text(text: str) -> ConsoleParser:
+    p = ConsoleParser()
+    p.feed(text.encode() + (b"" if text.endswith("\n") else b"\n"))
+    return p

@@ -1,0 +1,39 @@
+"""Helpers for tests: run the CLI, find what a run left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTBED = str(Path(sys.executable).with_name("testbed"))
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([TESTBED, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "COLUMNS": "160", **(env or {})})
+
+
+def leftovers(run_id: str) -> list[str]:
+    """Everything testbed could have left of a run: namespaces, links, containers, processes."""
+    found = []
+    for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n"):
+        if ns.startswith(f"tb-{run_id}-"):
+            found.append(f"netns {ns.split()[0]}")
+    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.split("\n"):
+        parts = line.split(": ")
+        if len(parts) > 1 and parts[1].startswith(f"tb{run_id}"):
+            found.append(f"link {parts[1]}")
+    for binary, root in (("runc", "/run/testbed-runc"), ("runsc", "/run/testbed-runsc")):
+        out = subprocess.run([binary, "--root", root, "list", "-q"], capture_output=True, text=True).stdout
+        found += [f"{binary} {c}" for c in out.split() if f"-{run_id}-" in c]
+    procs = subprocess.run(["pgrep", "-af", f"/runs/{run_id}/"], capture_output=True, text=True).stdout
+    found += [f"process {p}" for p in procs.strip().split("\n") if p and "pgrep" not in p]
+    return found
+
+
+def write_suite(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
