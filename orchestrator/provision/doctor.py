@@ -31,7 +31,7 @@ class Check:
 
 CheckFn = Callable[[Host], Iterable[Check]]
 CHECKS: list[CheckFn] = []
-CHECK_MODULES: list[str] = ["orchestrator.provision.doctor"]
+CHECK_MODULES: list[str] = ["orchestrator.provision.doctor", "orchestrator.provision.host_checks"]
 
 
 def check(fn: CheckFn) -> CheckFn:

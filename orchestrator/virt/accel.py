@@ -69,7 +69,14 @@ def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type:
                       machine=machine, vcpus=1, memory_mib=256, metadata={"role": "accel-probe"})
     console = ConsoleFile(console_path)
     start = time.monotonic()
-    create_transient(conn, ledger, name, domain_xml(spec))
+    try:
+        create_transient(conn, ledger, name, domain_xml(spec))
+    except LaunchError as exc:
+        # QEMU refusing to start under KVM (e.g. nested virt without the MSRs it needs) is evidence too.
+        seconds = time.monotonic() - start
+        msg = str(exc).split(": ", 1)[-1]
+        return ProbeResult(domain_type, False, round(seconds, 3), 0,
+                           f"QEMU did not start under {domain_type}: {msg[:200]}")
     ok = False
     try:
         deadline = start + timeout
