@@ -189,6 +189,7 @@ class Runner:
         facts = {"server": host_facts(self.server_host),
                  "client": host_facts(self.client_host) if self.client_host.name != self.server_host.name else None,
                  **controller_facts()}
+        self.facts = facts
         self.store.begin_run(self.run_id, suite.name, str(suite.path), suite.digest, facts["testbed_rev"], facts)
         status, reason = "ok", None
         try:
@@ -208,7 +209,6 @@ class Runner:
                 executor = NetnsExecutor(labnet.client_ns) if labnet else None
                 if executor:
                     stack.callback(executor.close)
-                self.facts = facts
                 for (platform, workload), cells in self._groups().items():
                     self._run_group(platform, workload, cells, labnet, executor)
         except KeyboardInterrupt as exc:
@@ -235,10 +235,16 @@ class Runner:
 
     def _build_platforms(self, ledger: Ledger, stack: ExitStack) -> None:
         placement = self.suite.model.placement
+        # Auto placement splits one host's CPUs; on two hosts each side keeps all of its own.
+        same_host = self.server_host.name == self.client_host.name
         count = int(self.server_host.run(["nproc"], timeout=10).stdout.strip())
-        auto_server, auto_client = split_cpus(count) if self.server_host is self.client_host or not self.remote_server else (None, None)
-        self.server_cpus = auto_server if placement.server_cpus == "auto" else (None if placement.server_cpus == "none" else placement.server_cpus)
-        self.client_cpus = auto_client if placement.client_cpus == "auto" else (None if placement.client_cpus == "none" else placement.client_cpus)
+        auto_server, auto_client = split_cpus(count) if same_host else (None, None)
+
+        def choose(value, auto):
+            return auto if value == "auto" else (None if value == "none" else value)
+
+        self.server_cpus = choose(placement.server_cpus, auto_server)
+        self.client_cpus = choose(placement.client_cpus, auto_client)
         for name in dict.fromkeys(c.platform for c in self.suite.cells):
             entry = self.suite.platforms[name]
             options = entry.options

@@ -264,7 +264,7 @@ class SshHost:
             chan.close()
         result = CommandResult(full, code, out.decode(errors="replace"), err.decode(errors="replace"),
                                time.monotonic() - start)
-        if code == 127 and check is not None and "not found" in result.stderr:
+        if code == 127 and "not found" in result.stderr:
             from ..errors import MissingToolError
             raise MissingToolError(f"{full[0]} is not installed on {self.name}; run `testbed provision {self.name}` "
                                    f"or `testbed doctor {self.name}`")
@@ -278,24 +278,35 @@ class SshHost:
         return path if res.ok and path else None
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None:
-        """Copy a file with SFTP and verify its sha256 on the remote side."""
+        """Copy a file with SFTP (to a temporary name, then renamed into place) and verify its
+        sha256 on the remote side. A remote file that already has the same content is left alone."""
         local = Path(local)
         want = hashlib.sha256(local.read_bytes()).hexdigest()
+        if self._sha256(remote, timeout) == want:
+            return
+        part = f"{remote}.tbpart-{secrets.token_hex(4)}"
         client = self.connect()
         try:
             sftp = client.open_sftp()
             try:
                 sftp.get_channel().settimeout(timeout)
-                sftp.put(str(local), remote)
-                sftp.chmod(remote, local.stat().st_mode & 0o7777)
+                sftp.put(str(local), part)
+                sftp.chmod(part, local.stat().st_mode & 0o7777)
             finally:
                 sftp.close()
         except (OSError, paramiko.SSHException) as exc:
+            self.run(["rm", "-f", "--", part], timeout=30, check=False)
             raise SshError(f"{self._where()}: copying {local} to {remote} failed: {exc}") from None
-        got = self.run(["sha256sum", "--", remote], timeout=timeout).stdout.split()
-        if not got or got[0] != want:
-            raise SshError(f"{self._where()}: {remote} has sha256 {got[0] if got else '?'} after the copy, "
-                           f"expected {want}")
+        got = self._sha256(part, timeout)
+        if got != want:
+            self.run(["rm", "-f", "--", part], timeout=30, check=False)
+            raise SshError(f"{self._where()}: {remote} has sha256 {got or '?'} after the copy, expected {want}")
+        self.run(["mv", "-f", "--", part, remote], timeout=30)
+
+    def _sha256(self, path: str, timeout: float) -> str | None:
+        res = self.run(["sha256sum", "--", path], timeout=timeout, check=False)
+        fields = res.stdout.split()
+        return fields[0] if res.ok and fields else None
 
     def read_text(self, path: str, *, timeout: float = 10) -> str:
         res = self.run(["cat", "--", path], timeout=timeout, check=False)

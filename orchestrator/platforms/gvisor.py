@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from ..provision.doctor import PASS, WARN, Check, check
 from .base import PlatformOptions
 from .oci_runtime import OciPlatform
 
@@ -53,3 +54,16 @@ class Gvisor(OciPlatform):
     def provenance(self) -> dict:
         return {"gvisor_platform": self.options.platform, "gvisor_network": self.options.network,
                 "runsc_netns_compat": runsc_needs_netns_compat()}
+
+
+@check
+def gvisor_network(host) -> list[Check]:
+    """Whether runsc accepts testbed's namespaces as they are, or through the compat wrapper."""
+    if host.which("runsc") is None or host.name != "localhost":
+        return []
+    if runsc_needs_netns_compat():
+        return [Check("gvisor netns check", WARN,
+                      "this runsc mistakes any network namespace for the root one on this kernel; testbed masks "
+                      "/proc/sys/net for runsc (recorded as runsc_netns_compat)",
+                      f"a runsc release from {FIXED_ROOT_NETNS_CHECK} or later needs no workaround")]
+    return [Check("gvisor netns check", PASS, "runsc accepts testbed's network namespaces")]

@@ -32,6 +32,7 @@ class Check:
 CheckFn = Callable[[Host], Iterable[Check]]
 CHECKS: list[CheckFn] = []
 CHECK_MODULES: list[str] = ["orchestrator.provision.doctor", "orchestrator.provision.host_checks"]
+CHECK_MODULES.append("orchestrator.platforms.gvisor")
 
 
 def check(fn: CheckFn) -> CheckFn:

@@ -1,0 +1,518 @@
+"""Two lab hosts for real: two network namespaces, each with its own sshd, reached over SSH.
+
+Topology (all created here and removed at the end, also on failure):
+
+    host namespace: tbtest-ctl 10.78.0.254/24 --+
+                                                 |  bridge in namespace tbtest-br-<id>
+    tbtest-a-<id>: eth0 10.78.0.1/24 (sshd) -----+
+    tbtest-b-<id>: eth0 10.78.0.2/24 (sshd) -----+
+
+The controller (this pytest process) talks SSH to both; host B's redis-benchmark reaches
+host A's redis-server over the namespaces' veth links. 10.78.0.0/24 exists only here.
+Needs root, ip, ssh-keygen, /usr/sbin/sshd (openssh-server), redis-server, redis-tools.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+import pytest
+import yaml
+
+from orchestrator.config.lab import load_lab
+from orchestrator.errors import ConfigError
+from orchestrator.hosts.ssh import HostKeyError, SshError, SshHost, fingerprint
+from orchestrator.ledger import Ledger
+from orchestrator.provision.ansible import ProvisionError, provision
+from orchestrator.provision.doctor import run_checks
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+SUBNET = ipaddress.IPv4Network("10.78.0.0/24")
+ADDR_A, ADDR_B, ADDR_CTL = "10.78.0.1", "10.78.0.2", "10.78.0.254"
+CTL_IF = "tbtest-ctl"
+REPO = Path(__file__).resolve().parents[2]
+TESTBED = Path(sys.executable).parent / "testbed"
+
+
+def sh(*argv: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def _requirements() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    for tool in ("ip", "ssh-keygen", "redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            return f"{tool} missing"
+    if not Path("/usr/sbin/sshd").exists():
+        return "openssh-server missing"
+    routes = sh("ip", "-o", "-4", "addr", "show").stdout
+    for line in routes.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and ipaddress.IPv4Interface(parts[3]).network.overlaps(SUBNET):
+            return f"{SUBNET} already in use on {parts[1]}"
+    return None
+
+
+@dataclass
+class Node:
+    name: str
+    netns: str
+    address: str
+    dir: Path
+    host_pub: Path
+    proc: subprocess.Popen | None = None
+
+    def host_key(self) -> paramiko.PKey:
+        kind, b64 = self.host_pub.read_text().split()[:2]
+        return paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(b64))
+
+    def known_hosts_line(self) -> str:
+        kind, b64 = self.host_pub.read_text().split()[:2]
+        return f"{self.address} {kind} {b64}\n"
+
+
+@dataclass
+class Lab:
+    tmp: Path
+    a: Node
+    b: Node
+    key: Path  # client private key (no passphrase)
+    enc_key: Path  # client private key protected by PASSPHRASE
+    other_key: Path  # a key that is not authorized
+
+    def write_lab(self, name: str, hosts: list[dict]) -> Path:
+        path = self.tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"hosts": hosts}, sort_keys=False))
+        return path
+
+    def host_entry(self, node: Node, known_hosts: Path | None, **extra) -> dict:
+        entry = {"name": node.name, "address": node.address, "user": "root", "identity_file": str(self.key),
+                 "lab_address": node.address, "connect_timeout": 5}
+        if known_hosts is not None:
+            entry["known_hosts"] = str(known_hosts)
+        entry.update(extra)
+        return entry
+
+
+PASSPHRASE = "tb-" + secrets.token_hex(8)
+
+
+def _sshd_config(node: Node, authorized: Path) -> Path:
+    cfg = node.dir / "sshd_config"
+    cfg.write_text(f"""\
+Port 22
+ListenAddress {node.address}
+HostKey {node.dir}/ssh_host_ed25519_key
+PidFile {node.dir}/sshd.pid
+AuthorizedKeysFile {authorized}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+""")
+    return cfg
+
+
+def _wait_port(netns: str, address: str, port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), 1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{address}:{port} in {netns} did not open within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Lab:
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("labhosts")
+    tag = secrets.token_hex(2)
+    br_ns, ns_a, ns_b = f"tbtest-br-{tag}", f"tbtest-a-{tag}", f"tbtest-b-{tag}"
+    created_ns: list[str] = []
+    nodes: list[Node] = []
+    try:
+        for ns in (br_ns, ns_a, ns_b):
+            sh("ip", "netns", "add", ns)
+            created_ns.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", br_ns, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", br_ns, "link", "set", "br0", "up")
+        # one veth leg per lab host, and one for the controller in the host namespace
+        for i, (ns, addr) in enumerate(((ns_a, ADDR_A), (ns_b, ADDR_B))):
+            sh("ip", "link", "add", f"tbtest-h{tag}{i}", "type", "veth", "peer", "name", f"tbtest-p{tag}{i}")
+            sh("ip", "link", "set", f"tbtest-h{tag}{i}", "netns", ns)
+            sh("ip", "-n", ns, "link", "set", f"tbtest-h{tag}{i}", "name", "eth0")
+            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "link", "set", f"tbtest-p{tag}{i}", "netns", br_ns)
+            sh("ip", "-n", br_ns, "link", "set", f"tbtest-p{tag}{i}", "master", "br0", "up")
+        sh("ip", "link", "add", CTL_IF, "type", "veth", "peer", "name", f"tbtest-pc{tag}")
+        sh("ip", "link", "set", f"tbtest-pc{tag}", "netns", br_ns)
+        sh("ip", "-n", br_ns, "link", "set", f"tbtest-pc{tag}", "master", "br0", "up")
+        sh("ip", "addr", "add", f"{ADDR_CTL}/24", "dev", CTL_IF)
+        sh("ip", "link", "set", CTL_IF, "up")
+
+        # keys: client keys, and a host key per sshd
+        key, enc_key, other = tmp / "id_ed25519", tmp / "id_enc", tmp / "id_other"
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed-test", "-f", str(key))
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-C", "testbed-test-enc", "-f", str(enc_key))
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "not-authorized", "-f", str(other))
+        authorized = tmp / "authorized_keys"
+        authorized.write_text(Path(f"{key}.pub").read_text() + Path(f"{enc_key}.pub").read_text())
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        for name, ns, addr in (("a", ns_a, ADDR_A), ("b", ns_b, ADDR_B)):
+            d = tmp / f"host-{name}"
+            d.mkdir()
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "ssh_host_ed25519_key"))
+            node = Node(name, ns, addr, d, d / "ssh_host_ed25519_key.pub")
+            cfg = _sshd_config(node, authorized)
+            log = open(d / "sshd.log", "wb")
+            node.proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            nodes.append(node)
+        for node in nodes:
+            _wait_port(node.netns, node.address, 22)
+        yield Lab(tmp, nodes[0], nodes[1], key, enc_key, other)
+    finally:
+        for node in nodes:
+            if node.proc and node.proc.poll() is None:
+                node.proc.terminate()
+                try:
+                    node.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    node.proc.kill()
+                    node.proc.wait(10)
+        for ns in created_ns:
+            # processes a test left in a namespace (a server it failed to stop) go with it
+            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+        sh("ip", "link", "del", CTL_IF, check=False)
+        for ns in reversed(created_ns):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture
+def known_hosts(lab: Lab, tmp_path: Path) -> Path:
+    """A known_hosts file that records host A's key (host B is unknown in it)."""
+    path = tmp_path / "known_hosts"
+    path.write_text(lab.a.known_hosts_line())
+    return path
+
+
+@pytest.fixture(autouse=True)
+def testbed_home(tmp_path: Path, monkeypatch) -> Path:
+    home = tmp_path / "tbhome"
+    home.mkdir()
+    monkeypatch.setenv("TESTBED_HOME", str(home))
+    monkeypatch.delenv("TESTBED_SSH_KEY_PASSPHRASE", raising=False)
+    return home
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text, text
+    assert "Traceback" not in text
+    return text
+
+
+# --- the two-host run -------------------------------------------------------------------
+def test_provision_doctor_and_two_host_redis(lab: Lab, known_hosts: Path, tmp_path: Path):
+    # A is in known_hosts; B is not, but its fingerprint is pinned in the lab file.
+    lab_path = lab.write_lab("lab", [
+        lab.host_entry(lab.a, known_hosts, roles=["server"]),
+        lab.host_entry(lab.b, known_hosts, roles=["client"], host_key_fingerprint=fingerprint(lab.b.host_key())),
+    ])
+    markers = tmp_path / "markers"
+    events: list[str] = []
+    tags = ["testbed_probe", "tuning"]
+    first = provision(lab_path, tags=tags, extravars={"testbed_marker_dir": str(markers)}, on_event=events.append)
+    assert first.status == "successful"
+    assert set(first.hosts) == {"a", "b"}
+    assert all(s.failed == 0 and s.unreachable == 0 for s in first.hosts.values())
+    assert first.changed >= 2  # the marker of each host (marker dir created once or twice)
+    assert (markers / "provisioned-a").read_text() == "provisioned by testbed for a\n"
+    assert (markers / "provisioned-b").exists()
+    assert any("a: provisioned marker: changed" == e for e in events)
+    # pinning recorded B's key in known_hosts, so the strict Ansible run could verify it
+    assert lab.b.address in known_hosts.read_text()
+
+    second = provision(lab_path, tags=tags, extravars={"testbed_marker_dir": str(markers)})
+    assert second.changed == 0, second.summary()
+    assert second.failed == 0
+    assert {h: s.ok > 0 for h, s in second.hosts.items()} == {"a": True, "b": True}
+
+    # doctor on both lab hosts, over SSH
+    lab_cfg = load_lab(lab_path)
+    host_a = SshHost.from_lab(lab_cfg.host("a"))
+    host_b = SshHost.from_lab(lab_cfg.host("b"))
+    try:
+        for host in (host_a, host_b):
+            checks = {c.name: c for c in run_checks(host)}
+            assert checks["tool redis-server"].status == "pass"
+            assert checks["kvm device"].status in ("pass", "fail")
+            assert checks["disk"].status in ("pass", "warn") and "GiB free" in checks["disk"].detail
+            assert checks["cpu cores"].detail.split()[0].isdigit()
+            assert "hugepages" in checks and "iommu" in checks and "cpu governor" in checks
+            assert not [c for c in checks.values() if "check failed to run" in c.detail]
+
+        _two_host_redis(host_a, host_b, tmp_path)
+    finally:
+        host_a.close()
+        host_b.close()
+
+
+def _two_host_redis(host_a: SshHost, host_b: SshHost, tmp_path: Path) -> None:
+    """native redis-server on lab host A, redis-benchmark on lab host B, B -> A over the lab link."""
+    from orchestrator.bench.base import ClientSide, Target
+    from orchestrator.bench.redis_benchmark import RedisBenchmark, RedisBenchmarkOptions
+    from orchestrator.net.labnet import Attachment
+    from orchestrator.platforms.base import Timeline
+    from orchestrator.platforms.native import Native
+    from orchestrator.provenance import host_facts
+    from orchestrator.runner import wait_ready
+    from orchestrator.workloads.redis import Redis
+
+    facts = host_facts(host_a)
+    assert facts["host"] == "a" and facts["cores"] >= 1 and "facts_error" not in facts
+
+    ledger = Ledger("labtest", tmp_path / "ledger")
+    native = Native("native", Native.Options(), host_a, ledger, tmp_path / "native")
+    workload = Redis()
+    iface = ipaddress.IPv4Interface(f"{host_a.lab_address}/24")
+    attachment = Attachment(iface.ip, iface.network, iface.ip, "", nic="host")
+    image = native.image(workload, None)
+    instance = native.launch(image, workload, attachment, Timeline())
+    try:
+        assert isinstance(instance.proc.pid, int)
+        assert instance.proc.alive()
+        wait_ready(instance, workload, None, 20)
+        # the server really is a process in host A's namespace, recorded in the ledger
+        kinds = [k for k, _, _ in ledger.live()]
+        assert kinds == ["remote-process"]
+        bench = RedisBenchmark("setget", RedisBenchmarkOptions(tests=["set", "get"], requests=[2000], clients=[5]))
+        client = ClientSide(host_b, None, None, tmp_path)
+        measurements = bench.run({"requests": 2000, "clients": 5}, Target(host_a.lab_address, workload.port, "redis"), client)
+        assert measurements and all(m.status == "ok" for m in measurements), measurements
+        rps = [m for m in measurements if m.metric == "requests_per_s"]
+        assert {m.params["test"] for m in rps} == {"SET", "GET"}
+        assert all(m.value > 0 for m in rps)
+    finally:
+        instance.stop()
+    assert not instance.proc.alive()
+    assert ledger.live() == []
+    assert "ready" in instance.timeline.marks
+
+
+# --- host keys and authentication ---------------------------------------------------------
+def test_mismatching_host_key_is_refused(lab: Lab, tmp_path: Path):
+    kh = tmp_path / "kh"
+    kind, b64 = lab.b.host_pub.read_text().split()[:2]
+    kh.write_text(f"{lab.a.address} {kind} {b64}\n")  # B's key recorded for A's address
+    host = SshHost("a", lab.a.address, identity_file=lab.key, known_hosts=kh, trust_new=True,
+                   host_key_fingerprint=fingerprint(lab.a.host_key()))
+    with pytest.raises(HostKeyError) as err:
+        host.run(["true"], timeout=10)
+    msg = _one_line(err.value)
+    assert "HOST KEY MISMATCH" in msg and "refusing" in msg and str(kh) in msg
+
+
+def test_unknown_host_key_refused_unless_pinned_or_trusted(lab: Lab, tmp_path: Path):
+    kh = tmp_path / "kh"
+    with pytest.raises(HostKeyError) as err:
+        SshHost("a", lab.a.address, identity_file=lab.key, known_hosts=kh, connect_timeout=5).run(["true"], timeout=10)
+    msg = _one_line(err.value)
+    assert "unknown host key" in msg and "--trust-new-host-key" in msg
+    assert not kh.exists()
+
+    wrong_pin = fingerprint(lab.b.host_key())
+    with pytest.raises(HostKeyError) as err:
+        SshHost("a", lab.a.address, identity_file=lab.key, known_hosts=kh,
+                host_key_fingerprint=wrong_pin).run(["true"], timeout=10)
+    assert "does not match the host_key_fingerprint" in _one_line(err.value)
+
+    with SshHost("a", lab.a.address, identity_file=lab.key, known_hosts=kh,
+                 host_key_fingerprint=fingerprint(lab.a.host_key())) as pinned:
+        assert pinned.run(["echo", "pinned"], timeout=10).stdout == "pinned\n"
+    assert lab.a.address in kh.read_text()  # remembered
+
+    kh2 = tmp_path / "kh2"
+    with SshHost("b", lab.b.address, identity_file=lab.key, known_hosts=kh2, trust_new=True) as trusted:
+        assert trusted.run(["hostname"], timeout=10).ok
+    assert kh2.read_text().split()[0] == lab.b.address
+    # afterwards the recorded key suffices without the flag
+    with SshHost("b", lab.b.address, identity_file=lab.key, known_hosts=kh2) as again:
+        assert again.run(["true"], timeout=10).ok
+
+
+def test_wrong_key_or_user_fails_cleanly(lab: Lab, known_hosts: Path):
+    with pytest.raises(SshError) as err:
+        SshHost("a", lab.a.address, identity_file=lab.other_key, known_hosts=known_hosts).run(["true"], timeout=10)
+    msg = _one_line(err.value)
+    assert "authentication failed for user 'root'" in msg and str(lab.other_key) in msg
+
+    with pytest.raises(SshError) as err:
+        SshHost("a", lab.a.address, user="nobody", identity_file=lab.key, known_hosts=known_hosts).run(
+            ["true"], timeout=10)
+    assert "authentication failed for user 'nobody'" in _one_line(err.value)
+
+
+def test_no_secrets_in_logs(lab: Lab, known_hosts: Path, caplog, monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("TESTBED_SSH_KEY_PASSPHRASE", PASSPHRASE)
+    caplog.set_level(logging.DEBUG)
+    with SshHost("a", lab.a.address, identity_file=lab.enc_key, known_hosts=known_hosts) as host:
+        assert host.run(["echo", "hello"], timeout=10).stdout == "hello\n"
+        src = tmp_path / "payload.txt"
+        src.write_text("payload\n")
+        host.put(src, str(tmp_path / "copied.txt"), timeout=20)
+    assert (tmp_path / "copied.txt").read_text() == "payload\n"
+    text = caplog.text
+    assert "connected" in text  # DEBUG logging really was captured
+    private = lab.enc_key.read_text()
+    body = "".join(line for line in private.splitlines() if not line.startswith("-----"))
+    assert PASSPHRASE not in text
+    for chunk in (body[i:i + 24] for i in range(0, len(body) - 24, 24)):
+        assert chunk not in text
+    for key in (lab.key, lab.other_key):
+        k = "".join(line for line in key.read_text().splitlines() if not line.startswith("-----"))
+        assert k[20:60] not in text
+
+
+def test_put_verifies_and_spawn_runs_remote_process(lab: Lab, known_hosts: Path, tmp_path: Path):
+    ledger = Ledger("spawn", tmp_path / "ledger")
+    with SshHost("a", lab.a.address, identity_file=lab.key, known_hosts=known_hosts) as host:
+        log_path = tmp_path / "remote" / "sleep.log"
+        proc = host.spawn(["sh", "-c", "echo started; exec sleep 60"], log_path=log_path, ledger=ledger, label="sleep")
+        try:
+            assert proc.alive()
+            deadline = time.monotonic() + 10
+            while "started" not in proc.log_tail() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert proc.log_tail() == "started"
+            assert [k for k, _, _ in ledger.live()] == ["remote-process"]
+            # the process runs in host A's namespace (it sees eth0 with A's address)
+            ns_of_pid = os.readlink(f"/proc/{proc.pid}/ns/net")
+            ns_of_sshd = os.readlink(f"/proc/{lab.a.proc.pid}/ns/net") if lab.a.proc else None
+            assert ns_of_pid != os.readlink("/proc/self/ns/net")
+            assert proc.returncode() is None
+        finally:
+            proc.stop(grace=2)
+        assert not proc.alive()
+        assert ledger.live() == []
+        short = host.spawn(["sh", "-c", "exit 3"], log_path=tmp_path / "remote" / "exit.log", ledger=ledger,
+                           label="exit")
+        deadline = time.monotonic() + 10
+        while short.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert short.returncode() == 3
+        short.stop()
+        # a timeout on a command is one line
+        from orchestrator.errors import CommandTimeout
+        with pytest.raises(CommandTimeout) as err:
+            host.run(["sleep", "5"], timeout=0.5)
+        assert "did not finish within 0.5 s" in _one_line(err.value)
+        assert host.run(["printf", "%s", "a b; $(touch /tmp/x)"], timeout=10).stdout == "a b; $(touch /tmp/x)"
+        assert host.run(["cat"], timeout=10, input="fed via stdin").stdout == "fed via stdin"
+
+
+def test_remote_process_reclaimer(lab: Lab, known_hosts: Path, tmp_path: Path):
+    """A run killed after spawn: `testbed gc`'s reclaimer reconnects and kills the process group."""
+    from orchestrator.ledger import RECLAIMERS
+
+    ledger = Ledger("killed", tmp_path / "ledger")
+    host = SshHost("a", lab.a.address, identity_file=lab.key, known_hosts=known_hosts)
+    proc = host.spawn(["sleep", "60"], log_path=tmp_path / "r" / "s.log", ledger=ledger, label="s")
+    host.close()
+    try:
+        [(kind, name, meta)] = ledger.live()
+        assert kind == "remote-process" and meta["pid"] == proc.pid
+        assert "passphrase" not in str(meta).lower()
+        RECLAIMERS[kind](name, meta)
+        assert not Path(f"/proc/{proc.pid}").exists() or \
+            Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1].startswith("Z")
+    finally:
+        proc.stop(grace=1)
+        host.close()
+
+
+# --- bad input: one clear line, non-zero exit -----------------------------------------------
+def _cli(*args: str, env_home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TESTBED_HOME": str(env_home)}
+    return subprocess.run([str(TESTBED), *args], capture_output=True, text=True, timeout=180, env=env)
+
+
+def _error_lines(res: subprocess.CompletedProcess) -> list[str]:
+    assert "Traceback" not in res.stderr, res.stderr
+    return [line for line in res.stderr.splitlines() if line.startswith("testbed: error:")]
+
+
+def test_unreachable_host(lab: Lab, known_hosts: Path, testbed_home: Path):
+    # nothing listens on port 2222 of host A
+    lab_path = lab.write_lab("unreach", [lab.host_entry(lab.a, known_hosts, port=2222)])
+    with pytest.raises(SshError) as err:
+        provision(lab_path, tags=["testbed_probe"])
+    msg = _one_line(err.value)
+    assert "ssh a (root@10.78.0.1:2222): unreachable" in msg
+    if TESTBED.exists():
+        res = _cli("provision", "--lab", str(lab_path), "a", "--tags", "testbed_probe", env_home=testbed_home)
+        assert res.returncode != 0
+        lines = _error_lines(res)
+        assert len(lines) == 1 and "ssh a" in lines[0] and "unreachable" in lines[0]
+
+
+def test_host_missing_from_inventory(lab: Lab, known_hosts: Path, testbed_home: Path):
+    lab_path = lab.write_lab("missing", [lab.host_entry(lab.a, known_hosts)])
+    with pytest.raises(ConfigError) as err:
+        provision(lab_path, hosts=["c"], tags=["testbed_probe"])
+    assert "no host named 'c'" in _one_line(err.value) and "known hosts: a" in str(err.value)
+    if TESTBED.exists():
+        for args in (["provision", "--lab", str(lab_path), "c"], ["doctor", "c", "--lab", str(lab_path)]):
+            res = _cli(*args, env_home=testbed_home)
+            assert res.returncode == ConfigError.exit_code
+            lines = _error_lines(res)
+            assert len(lines) == 1 and "no host named 'c'" in lines[0]
+
+
+def test_playbook_task_failure(lab: Lab, known_hosts: Path, tmp_path: Path, testbed_home: Path):
+    lab_path = lab.write_lab("fail", [lab.host_entry(lab.a, known_hosts)])
+    with pytest.raises(ProvisionError) as err:
+        provision(lab_path, tags=["testbed_probe"], extravars={"testbed_marker_dir": str(tmp_path / "m"),
+                                                                "testbed_probe_fail": True})
+    msg = _one_line(err.value)
+    assert msg == ("provision failed on a at task 'deliberate failure': failing on purpose because "
+                   "testbed_probe_fail is set")
+    # through the CLI: an SR-IOV count for a NIC that does not exist fails the tuning role
+    bad = lab.write_lab("fail-sriov", [lab.host_entry(lab.a, known_hosts, sriov={"nosuchnic0": 2})])
+    if TESTBED.exists():
+        res = _cli("provision", "--lab", str(bad), "a", "--tags", "tuning", env_home=testbed_home)
+        assert res.returncode == 1
+        lines = _error_lines(res)
+        assert len(lines) == 1
+        assert "provision failed on a at task 'SR-IOV VFs per physical function'" in lines[0]
+        assert "nosuchnic0 has no SR-IOV capability" in lines[0]
