@@ -107,7 +107,7 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
 
 
 HEADLINE_PREFIXES = ("startup_ms", "requests_per_s", "throughput", "transactions_per_s", "latency_p99", "ops_per_s",
-                     "ns_per_call", "cell", "instance")
+                     "ns_per_call", "cell", "instance")  # latency_p99 covers latency_p99_us/_ms/_le_us
 
 
 def headline(metric: str) -> bool:
@@ -140,10 +140,16 @@ def print_comparison(store, run_id: str) -> None:
                 cells.append("[red]failed[/red]")
             else:
                 ci = f" [{fmt(s.ci_low)}–{fmt(s.ci_high)}]" if s.ci_low is not None else ""
-                flag = " [yellow]wide[/yellow]" if s.wide else ""
+                flag = "".join(f" [yellow]{f}[/yellow]" for f in g.flags.get(p, []))
                 cells.append(f"{fmt(s.median)}{ci} ({s.n}){flag}")
         table.add_row(label, *cells)
     console.print(table)
+    print_notes([n for g in groups if headline(g.metric) for n in g.notes])
+
+
+def print_notes(notes: list[str]) -> None:
+    for note in notes:
+        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
 
 
 @cli.command()
@@ -153,7 +159,7 @@ def print_comparison(store, run_id: str) -> None:
 @click.option("--list", "list_runs", is_flag=True, help="List the runs in the store.")
 def results(run_id: str | None, store_path: str | None, fmt_name: str, list_runs: bool) -> None:
     """Show a run's results (default: the latest): median, p95, n, 95% CI and CV per platform and metric."""
-    from .results.report import export, fmt, summary_rows
+    from .results.report import comparison_notes, export, fmt, summary_rows
 
     store = _store(store_path)
     if list_runs:
@@ -173,16 +179,17 @@ def results(run_id: str | None, store_path: str | None, fmt_name: str, list_runs
         return
     info = store.run_info(run_id)
     t = Table(title=f"run {run_id} ({info['suite']}, {info['status']}, testbed {info['testbed_rev']})")
-    for col in ("workload", "benchmark", "metric", "point", "platform", "median", "p95", "n", "95% CI", "CV", "failed"):
+    for col in ("workload", "benchmark", "metric", "point", "platform", "median", "p95", "n", "95% CI", "CV", "failed",
+                "flags"):
         t.add_column(col, justify="right" if col in ("median", "p95", "n", "CV", "failed") else "left")
     for r in summary_rows(store, run_id):
         ci = f"{fmt(r['ci_low'])}–{fmt(r['ci_high'])}" if r["ci_low"] is not None else "-"
         cv = f"{r['cv'] * 100:.1f}%" if r["cv"] is not None else "-"
-        if r["wide"]:
-            cv += " wide"
         t.add_row(r["workload"], r["benchmark"], f"{r['metric']} ({r['unit']})", r["point"], r["platform"],
-                  fmt(r["median"]), fmt(r["p95"]), str(r["n"]), ci, cv, str(r["failed"]) if r["failed"] else "")
+                  fmt(r["median"]), fmt(r["p95"]), str(r["n"]), ci, cv, str(r["failed"]) if r["failed"] else "",
+                  ", ".join(r["flags"]))
     console.print(t)
+    print_notes(comparison_notes(store, run_id))
     if info["status"] != "ok" and info["reason"]:
         console.print(f"[yellow]run status {info['status']}:[/yellow] {info['reason']}")
 
@@ -279,6 +286,26 @@ def images_list() -> None:
     for e in ImageCache().entries():
         t.add_row(e["key"], e["digest"][:16], f"{e['build_seconds']:.1f}" if e["build_seconds"] else "-", e["path"])
     console.print(t)
+
+
+@images.command("import")
+@click.argument("kind", type=click.Choice(["osv", "rumprun"]))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--name", help="name cells find it by (default: the directory's / file's name); "
+                             "platforms use the workload's name unless they set image:")
+@click.option("--blk", "blks", multiple=True, metavar="IMAGE:MOUNTPOINT",
+              help="rumprun: a data disk mounted in the guest, e.g. images/data.iso:/data (repeatable)")
+def images_import(kind: str, paths: tuple[Path, ...], name: str | None, blks: tuple[str, ...]) -> None:
+    """Copy a unikernel image built with its project's own tools into the cache.
+
+    osv: a directory with loader-stripped.elf and usr.img (OSv's build/last), or the two files.
+    rumprun: the ELF `rumprun-bake hw_virtio` wrote. See images/osv/README.md, images/rumprun/README.md.
+    """
+    from .images.imported import BlkSource, import_image
+
+    image = import_image(kind, list(paths), name=name, blk=[BlkSource.parse(b) for b in blks])
+    state = "already imported" if image.cache_hit else "imported"
+    click.echo(f"{state} {kind} image {image.name} sha256:{image.digest} -> {image.path}")  # one line, unwrapped
 
 
 def main() -> None:

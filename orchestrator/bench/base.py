@@ -7,7 +7,9 @@ A benchmark sees only the target's address and port and the client side it runs 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,44 @@ class ClientSide:
 
     def placement(self) -> dict:
         return {"client_host": self.host.name, "client_netns": self.netns, "client_cpus": self.cpus}
+
+    def cpu_count(self) -> int:
+        """CPUs the load generator may use: its pinned set, else every CPU of this machine."""
+        return len(self.cpus) if self.cpus else (os.cpu_count() or 1)
+
+    def connect(self, address: str, port: int, timeout: float) -> socket.socket:
+        """A TCP connection made from the client side (inside its lab namespace), for in-process clients."""
+        from ..hosts.local import LocalHost
+
+        if not isinstance(self.host, LocalHost):
+            raise BenchmarkError(f"an in-process client needs the client side on this machine, not {self.host.name}")
+        if self.netns is None:
+            return socket.create_connection((address, port), timeout)
+        from ..net.netns import NetnsExecutor
+
+        ex = NetnsExecutor(self.netns)
+        try:
+            return ex.connect(address, port, timeout)
+        finally:
+            ex.close()
+
+    def keep_output(self, label: str, text: str) -> Path:
+        """Keep a tool's raw output beside the run (runs/<id>/client/raw/), for checking and parser fixtures."""
+        raw = self.workdir / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
+        n = len(list(raw.glob(f"{safe}.*.out")))
+        path = raw / f"{safe}.{n}.out"
+        path.write_text(text)
+        return path
+
+    def put_file(self, path: Path, *, timeout: float = 30) -> None:
+        """Make a file the client wrote locally exist at the same path on the client host."""
+        from ..hosts.local import LocalHost
+
+        if not isinstance(self.host, LocalHost):
+            self.host.run(["mkdir", "-p", str(path.parent)], timeout=timeout)
+            self.host.put(path, str(path), timeout=timeout)
 
 
 class Benchmark(ABC):

@@ -133,8 +133,55 @@ def write_cpio(out: Path, root: Path, *, console: bool = True) -> None:
 
 
 # --- kernel --------------------------------------------------------------------------------
+_KERNEL_PACKAGE: dict[str, tuple[str, str]] = {}
+
+
+def _apt_lists_stamp() -> str:
+    """Changes whenever `apt-get update` changes the package lists."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        for entry in sorted(os.scandir("/var/lib/apt/lists"), key=lambda e: e.name):
+            if entry.is_file():
+                st = entry.stat()
+                h.update(f"{entry.name}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+    except OSError:
+        return "none"
+    return h.hexdigest()
+
+
 def kernel_package() -> tuple[str, str]:
-    """(name, candidate version) of the image package the cloud meta package depends on."""
+    """(name, candidate version) of the image package the cloud meta package depends on.
+
+    apt-cache takes seconds on a loaded host, so the answer is remembered per process and on
+    disk, keyed by the state of apt's package lists."""
+    import json
+
+    stamp = _apt_lists_stamp()
+    if stamp in _KERNEL_PACKAGE:
+        return _KERNEL_PACKAGE[stamp]
+    memo = paths.cache_dir() / "linux-kernel-package.json"
+    try:
+        saved = json.loads(memo.read_text())
+        if saved.get("stamp") == stamp and stamp != "none":
+            _KERNEL_PACKAGE[stamp] = (saved["name"], saved["version"])
+            return _KERNEL_PACKAGE[stamp]
+    except (OSError, ValueError, KeyError):
+        pass
+    name, version = _kernel_package_from_apt()
+    _KERNEL_PACKAGE[stamp] = (name, version)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"stamp": stamp, "name": name, "version": version}))
+        tmp.rename(memo)
+    except OSError:
+        pass
+    return name, version
+
+
+def _kernel_package_from_apt() -> tuple[str, str]:
     out = _run(["apt-cache", "depends", KERNEL_META_PACKAGE], timeout=60)
     names = [line.split(":", 1)[1].strip() for line in out.splitlines()
              if line.strip().startswith("Depends:") and "linux-image-" in line]

@@ -128,11 +128,13 @@ class VfAllocator:
         self.claims.mkdir(parents=True, exist_ok=True)
         for vf in self.physical_function().vfs:
             path = self._claim_path(vf)
+            if path.exists():
+                continue
             if self.ledger is not None:
                 self.ledger.acquire("sriov-vf", vf.pci_address, claim=str(path), pf=vf.pf, index=vf.index)
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            except FileExistsError:  # another run claimed it between the check and here
                 if self.ledger is not None:
                     self.ledger.release("sriov-vf", vf.pci_address)
                 continue

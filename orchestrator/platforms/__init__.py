@@ -7,3 +7,4 @@ from .linux_vm import LinuxVm
 from .oci_runtime import Runc
 
 PLATFORMS: dict[str, type[Platform]] = {p.kind: p for p in (Native, Runc, Gvisor, LinuxVm)}
+from .osv import Osv; from .rumprun import Rumprun; PLATFORMS.update({p.kind: p for p in (Osv, Rumprun)})  # noqa: E402,E702

@@ -19,12 +19,20 @@ from ..images.cache import Image, ImageCache, sha256_file
 from ..images.linux import CONFIG_PATH, guest_image, launch_initrd
 from ..net import sriov
 from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
-from ..virt.connection import DEFAULT_URI, Connection
+from ..virt.connection import DEFAULT_URI, Connection, is_local
 from ..virt.console import MARKER_PHASES, ConsoleFile
 from ..virt.domain import BridgeNic, DomainSpec, SriovNic, domain_xml, kernel_cmdline
 from ..virt.lifecycle import create_transient, destroy, domain_running, process_started_monotonic, qemu_pid
 from ..workloads.base import Workload
 from .base import Instance, Platform, PlatformOptions, Timeline, now
+
+
+def hugepages_free_mib(meminfo: Path = Path("/proc/meminfo")) -> int:
+    values = {}
+    for line in meminfo.read_text().splitlines():
+        key, _, rest = line.partition(":")
+        values[key] = int(rest.split()[0]) if rest.split() else 0
+    return values.get("HugePages_Free", 0) * values.get("Hugepagesize", 0) // 1024
 
 
 class LinuxVmOptions(PlatformOptions):
@@ -105,8 +113,7 @@ class LinuxVmInstance(Instance):
             if self.vf is not None:
                 self.platform.vf_allocator().release(self.vf)
                 self.vf = None
-            for f in ("initrd.img",):
-                (self.workdir / f).unlink(missing_ok=True)
+            (self.workdir / "initrd.img").unlink(missing_ok=True)  # a per-launch copy of the cached image
 
 
 class LinuxVm(Platform):
@@ -151,6 +158,11 @@ class LinuxVm(Platform):
         for pin in (o.vcpu_pins or []) + (o.cpus or []):
             if not 0 <= pin < cpus:
                 raise ConfigError(f"platform {self.name}: CPU {pin} does not exist (host has CPUs 0-{cpus - 1})")
+        if o.hugepages and is_local(o.uri):
+            free_mib = hugepages_free_mib()
+            if free_mib < o.memory_mb:
+                raise ConfigError(f"platform {self.name}: hugepages: true needs {o.memory_mb} MiB of free hugepages, "
+                                  f"the host has {free_mib} MiB (set hugepages for the host and run testbed provision)")
         caps = ET.fromstring(self.conn.call(self.conn.conn.getCapabilities, what="getCapabilities"))
         machines = set()
         for guest in caps.iter("guest"):
@@ -227,7 +239,7 @@ class LinuxVm(Platform):
             name=name, kernel=str(kernel), initrd=str(initrd), console_log=str(console_path),
             cmdline=kernel_cmdline(attachment.address, attachment.prefixlen, attachment.gateway, attachment.mac),
             domain_type=self.accel.domain_type, machine=o.machine, vcpus=o.vcpus, memory_mib=o.memory_mb,
-            vcpu_pins=o.vcpu_pins, emulator_pins=o.cpus, hugepages=o.hugepages, nics=[nic],
+            vcpu_pins=o.vcpu_pins, emulator_pins=o.cpus, cpuset=None if o.vcpu_pins else o.cpus, hugepages=o.hugepages, nics=[nic],
             metadata={"run": self.ledger.run_id, "workload": workload.name, "platform": self.name},
         )
         xml = domain_xml(spec)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,13 +81,15 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def _failure_message(res: dict) -> str:
+    for item in res.get("results", []) or []:  # a loop: the first failed item says why
+        if isinstance(item, dict) and item.get("failed"):
+            return _failure_message(item)
+    if res.get("rc") not in (None, 0) and res.get("stderr"):  # a command: its stderr beats "non-zero return code"
+        return _one_line(res["stderr"])
     for key in ("msg", "stderr", "stdout", "reason"):
         value = res.get(key)
         if value:
             return _one_line(value)
-    for item in res.get("results", []) or []:  # a loop: the first failed item
-        if isinstance(item, dict) and item.get("failed"):
-            return _failure_message(item)
     return "failed without a message"
 
 
@@ -190,10 +195,33 @@ def provision(lab: Lab | str | Path | None = None, hosts: list[str] | None = Non
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
         "ANSIBLE_SSH_RETRIES": "0",
     }
+    # One SSH connection per host for the whole run (a socket path short enough for sun_path),
+    # closed explicitly afterwards so no ssh master outlives the run.
+    control_dir = Path(tempfile.mkdtemp(prefix="tbcp-", dir="/tmp"))
+    envvars["ANSIBLE_SSH_ARGS"] = f"-C -o ControlMaster=auto -o ControlPersist=60s -o ControlPath={control_dir}/%C"
+    envvars["ANSIBLE_PIPELINING"] = "True"
     events = _Events(on_event)
     events.emit(f"playbook {pb.name} on {', '.join(targets)}" + (f" (tags {','.join(tags)})" if tags else ""))
     start = time.monotonic()
-    r = ansible_runner.run(
+    try:
+        r = _run(ansible_runner, private, pb, inventory, extravars, tags, targets, envvars, events, timeout)
+    finally:
+        _close_masters(control_dir)
+    return _result(r, events, start, timeout)
+
+
+def _close_masters(control_dir: Path) -> None:
+    for sock in control_dir.iterdir():
+        try:
+            subprocess.run(["ssh", "-S", str(sock), "-O", "exit", "testbed-control"], capture_output=True,
+                           timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            log.debug("could not close ssh master %s", sock)
+    shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def _run(ansible_runner, private, pb, inventory, extravars, tags, targets, envvars, events, timeout):
+    return ansible_runner.run(
         private_data_dir=str(private),
         playbook=str(pb),
         inventory=inventory,
@@ -207,6 +235,9 @@ def provision(lab: Lab | str | Path | None = None, hosts: list[str] | None = Non
         ident="run",
         project_dir=str(pb.parent),
     )
+
+
+def _result(r, events: _Events, start: float, timeout: float) -> ProvisionResult:
     stats = r.stats or {}
     per_host: dict[str, HostStats] = {}
     for key, attr in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"), ("dark", "unreachable"),
@@ -215,7 +246,7 @@ def provision(lab: Lab | str | Path | None = None, hosts: list[str] | None = Non
             setattr(per_host.setdefault(host, HostStats()), attr, n)
     result = ProvisionResult(r.status, r.rc, per_host, sorted(events.reboot), str(Path(r.config.artifact_dir)),
                              time.monotonic() - start)
-    events.emit(result.summary())
+    log.info("provision: %s", result.summary())
     if events.unreachable:
         host, task, msg = events.unreachable[0]
         raise ProvisionError(f"provision failed: host {host} is unreachable at task '{task}': {msg}")

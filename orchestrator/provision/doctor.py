@@ -33,6 +33,8 @@ CheckFn = Callable[[Host], Iterable[Check]]
 CHECKS: list[CheckFn] = []
 CHECK_MODULES: list[str] = ["orchestrator.provision.doctor", "orchestrator.provision.host_checks"]
 CHECK_MODULES.append("orchestrator.platforms.gvisor")
+CHECK_MODULES.append("orchestrator.platforms.unikernel_common")
+CHECK_MODULES.append("orchestrator.virt.doctor_checks")
 
 
 def check(fn: CheckFn) -> CheckFn:

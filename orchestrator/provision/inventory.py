@@ -18,8 +18,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3 has python3-apt, which th
 def host_vars(h: LabHost) -> dict:
     ssh_opts = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={h.known_hosts_path}",
                 "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
-                "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(h.connect_timeout)}",
-                "-o", "ControlMaster=no", "-o", "ControlPath=none"]
+                "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(h.connect_timeout)}"]
     if h.identity_file:
         ssh_opts += ["-o", "IdentitiesOnly=yes"]
     v: dict = {

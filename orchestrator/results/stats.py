@@ -1,4 +1,6 @@
-"""Summary statistics that are honest about spread: median, p95, mean, sd, 95% CI, CV."""
+"""Summary statistics that are honest about spread: median, p95, mean, sd, 95% CI (Student's t), CV,
+and the comparisons between platforms that must not be over-read: overlapping intervals, a wide
+spread, and throughput "too good to be true" against native on the same host and run."""
 
 from __future__ import annotations
 
@@ -59,3 +61,45 @@ def summarize(values: list[float], failed: int = 0) -> Summary:
         s.sd, s.ci_low, s.ci_high = sd, mean - half, mean + half
         s.cv = sd / abs(mean) if mean else None
     return s
+
+
+# --- comparing platforms -----------------------------------------------------------------
+TOO_GOOD_RATIO = 1.5  # throughput this far beyond native on the same host and run is flagged, not celebrated
+HIGHER_IS_BETTER_UNITS = {"req/s", "trans/s", "ops/s", "Mbit/s", "MiB/s", "Gbit/s"}
+LOWER_IS_BETTER_UNITS = {"ms", "us", "ns", "s"}
+
+
+def direction(unit: str) -> str | None:
+    """'higher' or 'lower' (is better) for a unit, None when neither applies (counts)."""
+    if unit in HIGHER_IS_BETTER_UNITS:
+        return "higher"
+    if unit in LOWER_IS_BETTER_UNITS:
+        return "lower"
+    return None
+
+
+def intervals_overlap(a: Summary, b: Summary) -> bool | None:
+    """True when the two 95% CIs overlap (the difference is not established), None without CIs."""
+    if a.ci_low is None or b.ci_low is None:
+        return None
+    return a.ci_low <= b.ci_high and b.ci_low <= a.ci_high
+
+
+def too_good(s: Summary, native: Summary, unit: str, ratio: float = TOO_GOOD_RATIO) -> float | None:
+    """The ratio to native when a throughput median exceeds native's by more than `ratio`, else None."""
+    if direction(unit) != "higher" or s.median is None or not native.median or native.median <= 0:
+        return None
+    r = s.median / native.median
+    return r if r > ratio else None
+
+
+def bootstrap_ci(values: list[float], *, resamples: int = 2000, seed: int = 1) -> tuple[float, float] | None:
+    """Percentile bootstrap 95% CI of the median (no normality assumed); None for fewer than 3 values."""
+    import random
+
+    if len(values) < 3:
+        return None
+    rng = random.Random(seed)
+    n = len(values)
+    medians = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(resamples))
+    return percentile(medians, 2.5), percentile(medians, 97.5)

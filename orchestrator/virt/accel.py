@@ -10,6 +10,7 @@ with the console evidence, goes into every VM sample's provenance and `testbed d
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -74,9 +75,8 @@ def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type:
     except LaunchError as exc:
         # QEMU refusing to start under KVM (e.g. nested virt without the MSRs it needs) is evidence too.
         seconds = time.monotonic() - start
-        msg = str(exc).split(": ", 1)[-1]
         return ProbeResult(domain_type, False, round(seconds, 3), 0,
-                           f"QEMU did not start under {domain_type}: {msg[:200]}")
+                           f"QEMU exited at start under {domain_type}: {qemu_errors(str(exc))}")
     ok = False
     try:
         deadline = start + timeout
@@ -102,6 +102,14 @@ def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type:
         evidence = (f"no userspace marker within {timeout:g} s under {domain_type}; console had {p.nbytes} bytes"
                     + (f", last: {p.tail[-1][:80]!r}" if p.tail else ""))
     return ProbeResult(domain_type, ok, round(seconds, 3), p.nbytes, evidence)
+
+
+def qemu_errors(message: str) -> str:
+    """The QEMU lines of a libvirt start error, without timestamps: 'failed to set MSR ...; Assertion ...'."""
+    parts = re.findall(r"qemu-system-\w+: (?:error: )?(.+?)(?=\s*(?:\d{4}-\d\d-\d\dT\S+\s+)?qemu-system-\w+:|$)",
+                       message)
+    text = "; ".join(p.strip() for p in parts) or message
+    return text[:200]
 
 
 _CHOICES: dict[str, AccelChoice] = {}
@@ -137,6 +145,6 @@ def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested:
             probes.append(tcg)
             if not tcg.ok:
                 raise LaunchError(f"neither KVM nor TCG guests reach userspace on {conn.uri}: {tcg.evidence}")
-        choice = AccelChoice("tcg", f"KVM unusable: {reason}", probes)
+        choice = AccelChoice("tcg", reason, probes)
     _CHOICES[key] = choice
     return choice

@@ -90,6 +90,42 @@ def daemon_state() -> dict[str, int | None]:
     return {"libvirtd": _pidfile_alive("/var/run/libvirtd.pid"), "virtlogd": _pidfile_alive("/var/run/virtlogd.pid")}
 
 
+def kvm_device_state() -> str | None:
+    """Why /dev/kvm is unusable by libvirt's QEMU user (None when fine or absent).
+
+    Debian's udev rule gives /dev/kvm group kvm, mode 0660 (libvirt-qemu is in group kvm).
+    Without udev (containers, some lab images) it stays root 0600: QEMU capability probes
+    (run as root) see KVM while libvirt's access check for libvirt-qemu fails, so libvirtd
+    decides its capability cache is stale and re-probes QEMU on every domain start (~30 s).
+    """
+    import grp
+    import stat as st
+
+    try:
+        info = os.stat("/dev/kvm")
+    except OSError:
+        return None
+    try:
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+    except KeyError:
+        return None
+    if info.st_gid == kvm_gid and info.st_mode & st.S_IRGRP and info.st_mode & st.S_IWGRP:
+        return None
+    return f"/dev/kvm is mode {st.S_IMODE(info.st_mode):o} gid {info.st_gid}, not group kvm 0660 as Debian's udev rule sets"
+
+
+def fix_kvm_device() -> str | None:
+    """Apply Debian's udev rule for /dev/kvm (group kvm, 0660) when udev did not. Returns what was done."""
+    problem = kvm_device_state()
+    if problem is None:
+        return None
+    import grp
+
+    os.chown("/dev/kvm", -1, grp.getgrnam("kvm").gr_gid)
+    os.chmod("/dev/kvm", 0o660)
+    return f"fixed: {problem}"
+
+
 def start_daemons(timeout: float = DAEMON_START_TIMEOUT) -> str:
     """Start libvirtd (and virtlogd, which QEMU's console files go through). Returns how."""
     if pid1_is_systemd():
@@ -104,7 +140,8 @@ def start_daemons(timeout: float = DAEMON_START_TIMEOUT) -> str:
             argvs.append(["virtlogd", "-d"])
         if state["libvirtd"] is None:
             argvs.append(["libvirtd", "-d"])
-        how = "started " + ", ".join(a[0] for a in argvs) if argvs else "already running"
+        how = ("started " + ", ".join(a[0] for a in argvs) if argvs
+               else f"libvirtd already running (pid {state['libvirtd']})")
     for argv in argvs:
         if shutil.which(argv[0]) is None:
             raise MissingToolError(f"{argv[0]} is not installed; apt-get install libvirt-daemon-system")
@@ -121,6 +158,13 @@ def start_daemons(timeout: float = DAEMON_START_TIMEOUT) -> str:
 def open_connection(uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, start: bool = True):
     """A libvirt connection to `uri`; starts the local daemons when they are down."""
     lv = require_libvirt()
+    if is_local(uri):
+        try:
+            fixed = fix_kvm_device()
+            if fixed:
+                log.warning("%s", fixed)
+        except OSError as exc:
+            log.warning("cannot set /dev/kvm to group kvm 0660: %s", exc)
     try:
         return with_timeout(lv.open, uri, timeout=timeout, what=f"connect {uri}")
     except lv.libvirtError as exc:
@@ -155,9 +199,20 @@ class Connection:
     def call(self, fn: Callable[..., T], *args, what: str, timeout: float | None = None) -> T:
         return with_timeout(fn, *args, timeout=timeout or self.timeout, what=what)
 
+    def ensure_alive(self) -> None:
+        """Reopen the connection if libvirtd dropped it (daemon restarted)."""
+        try:
+            if self.call(self.conn.isAlive, what="isAlive", timeout=10):
+                return
+        except Exception:
+            pass
+        log.warning("libvirt connection to %s was lost; reconnecting", self.uri)
+        self.conn = open_connection(self.uri, timeout=self.timeout)
+
     def lookup(self, name: str):
         """The domain called `name`, or None."""
         lv = require_libvirt()
+        self.ensure_alive()
         try:
             return self.call(self.conn.lookupByName, name, what=f"lookup {name}")
         except lv.libvirtError as exc:

@@ -43,6 +43,7 @@ class DomainSpec:
     memory_mib: int = 512
     vcpu_pins: list[int] | None = None  # vCPU i runs on host CPU vcpu_pins[i % len]
     emulator_pins: list[int] | None = None
+    cpuset: list[int] | None = None  # every vCPU may run on these host CPUs (when not pinned one by one)
     hugepages: bool = False
     nics: list[BridgeNic | SriovNic] = field(default_factory=list)
     emulator: str | None = None
@@ -82,7 +83,10 @@ def domain_element(spec: DomainSpec) -> ET.Element:
     if spec.hugepages:
         mb = _sub(dom, "memoryBacking")
         _sub(mb, "hugepages")
-    _sub(dom, "vcpu", str(spec.vcpus), placement="static")
+    vcpu_attrs = {"placement": "static"}
+    if spec.cpuset:
+        vcpu_attrs["cpuset"] = _cpuset(spec.cpuset)
+    _sub(dom, "vcpu", str(spec.vcpus), **vcpu_attrs)
     if spec.vcpu_pins or spec.emulator_pins:
         tune = _sub(dom, "cputune")
         for i in range(spec.vcpus if spec.vcpu_pins else 0):

@@ -2,7 +2,9 @@
 
 from .base import Workload
 from .memcached import Memcached
+from .netserver import Netserver
 from .nginx import Nginx
 from .redis import Redis
+from .sysbench import Sysbench
 
-WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (Redis, Nginx, Memcached)}
+WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (Redis, Nginx, Memcached, Netserver, Sysbench)}

@@ -273,7 +273,7 @@ def test_provision_doctor_and_two_host_redis(lab: Lab, known_hosts: Path, tmp_pa
     host_a = SshHost.from_lab(lab_cfg.host("a"))
     host_b = SshHost.from_lab(lab_cfg.host("b"))
     try:
-        for host in (host_a, host_b):
+        for host in (host_a,):  # host B: through the CLI below (each check is a round trip over SSH)
             checks = {c.name: c for c in run_checks(host)}
             assert checks["tool redis-server"].status == "pass"
             assert checks["kvm device"].status in ("pass", "fail")
@@ -281,6 +281,16 @@ def test_provision_doctor_and_two_host_redis(lab: Lab, known_hosts: Path, tmp_pa
             assert checks["cpu cores"].detail.split()[0].isdigit()
             assert "hugepages" in checks and "iommu" in checks and "cpu governor" in checks
             assert not [c for c in checks.values() if "check failed to run" in c.detail]
+
+        if TESTBED.exists():  # the CLI, as a user runs it: `testbed doctor b --lab FILE --format json`
+            res = _cli("doctor", "b", "--lab", str(lab_path), "--format", "json", env_home=tmp_path)
+            report = __import__("json").loads(res.stdout)
+            assert report["host"] == "b"
+            names = {c["name"]: c for c in report["checks"]}
+            assert names["tool redis-benchmark"]["status"] == "pass"
+            assert {"kvm device", "iommu", "sr-iov", "hugepages", "cpu governor", "disk"} <= set(names)
+            assert not [c for c in names.values() if "check failed to run" in c["detail"]]
+            assert res.returncode == (1 if any(c["status"] == "fail" for c in report["checks"]) else 0)
 
         _two_host_redis(host_a, host_b, tmp_path)
     finally:
@@ -516,3 +526,40 @@ def test_playbook_task_failure(lab: Lab, known_hosts: Path, tmp_path: Path, test
         assert len(lines) == 1
         assert "provision failed on a at task 'SR-IOV VFs per physical function'" in lines[0]
         assert "nosuchnic0 has no SR-IOV capability" in lines[0]
+
+
+# --- the runner's placement option: server on host A, load generator on host B -------------
+def test_runner_places_server_and_client_on_two_lab_hosts(lab: Lab, known_hosts: Path, tmp_path: Path):
+    from orchestrator.config.suite import load_suite
+    from orchestrator.results.store import Store
+    from orchestrator.runner import Runner
+
+    lab.write_lab("runner-lab", [
+        lab.host_entry(lab.a, known_hosts),
+        lab.host_entry(lab.b, known_hosts, host_key_fingerprint=fingerprint(lab.b.host_key())),
+    ])
+    suite_path = lab.tmp / "two-host.yaml"
+    suite_path.write_text(f"""\
+name: two-host
+repetitions: 1
+lab: {{subnet: 10.78.0.0/24, lab_file: {lab.tmp / 'runner-lab.yaml'}}}
+placement: {{server_host: a, client_host: b}}
+platforms: {{native: {{}}}}
+workloads: {{redis: {{}}}}
+benchmarks:
+  setget: {{kind: redis-benchmark, tests: [set, get], requests: [2000], clients: [5], repetitions: 1}}
+matrix: [{{platforms: [native], workloads: [redis], benchmarks: [setget]}}]
+""")
+    store = Store(tmp_path / "results.sqlite")
+    runner = Runner(load_suite(suite_path), store=store)
+    try:
+        outcome = runner.run()
+    finally:
+        for h in (runner.server_host, runner.client_host):
+            getattr(h, "close", lambda: None)()
+    assert outcome.status == "ok", outcome
+    rows = list(store.samples(outcome.run_id))
+    rps = [r for r in rows if r.metric == "requests_per_s"]
+    assert rps and all(r.value > 0 for r in rps)
+    prov = rps[0].provenance
+    assert prov["placement"]["server_host"] == "a" and prov["placement"]["client_host"] == "b", prov

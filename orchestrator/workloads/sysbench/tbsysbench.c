@@ -66,7 +66,7 @@ static void result(int fd, const char *name, long calls, uint64_t total) {
 }
 
 static void error_line(int fd, const char *what) {
-    char buf[LINE_MAX_LEN];
+    char buf[sizeof self_path + LINE_MAX_LEN];
     snprintf(buf, sizeof buf, "error %s\n", what);
     reply(fd, buf);
 }
@@ -115,8 +115,8 @@ static int bench_openclose(int fd, long n, const char *where) {
     for (long i = 0; i < n; i++) {
         int f = open(path, O_RDONLY | O_CLOEXEC);
         if (f < 0) {
-            char buf[LINE_MAX_LEN];
-            snprintf(buf, sizeof buf, "open %s: %s", path, strerror(errno));
+            char buf[sizeof self_path + 128];
+            snprintf(buf, sizeof buf, "open %s: %.100s", path, strerror(errno));
             error_line(fd, buf);
             return -1;
         }

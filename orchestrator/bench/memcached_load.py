@@ -1,0 +1,179 @@
+"""memcached load with memaslap (Debian 12 ships it as /usr/bin/memcaslap in libmemcached-tools).
+
+A set:get mix of 1:10 as in the LibrettOS evaluation, over the binary protocol by default, for a
+bounded time (-t). memaslap reads its key/value size distribution and command proportions from a
+--cfg_cmd file, which testbed writes per run. With -S equal to the run time it prints one
+statistics period: TPS per command and for the total, and latency (min/avg/max/std and a log2
+histogram, in microseconds). The log2 histogram only bounds a percentile: latency_p99_le_us is the
+upper edge of the power-of-two bucket holding the 99th percentile, named as such.
+
+(memtier_benchmark is not in Debian 12; memslap from the same package has no time bound and no
+latency output, hence memaslap.)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Benchmark, BenchmarkOptions, ClientSide, Measurement, Target
+
+TOOL = "memcaslap"
+RE_FINAL = re.compile(r"^Run time: ([0-9.]+)s Ops: (\d+) TPS: (\d+) Net_rate: ([0-9.]+)M/s\s*$", re.M)
+RE_GLOBAL = re.compile(r"^(Get|Set|Total) Statistics\n(?:.*\n)?Type .*\n(?:Period .*\n)?Global\s+(.*)$", re.M)
+RE_EVENTS = re.compile(r"^(Get|Set|Total) Statistics \((\d+) events\)\n((?:\s+.*\n?)+?)(?=\n|\Z)", re.M)
+RE_FIELD = re.compile(r"^\s+(Min|Max|Avg|Geo|Std):\s+([0-9.]+)\s*$", re.M)
+RE_DIST = re.compile(r"^\s+(\d+):((?:\s+\d+)+)\s*$", re.M)
+RE_COUNTER = re.compile(r"^(cmd_get|cmd_set|get_misses|written_bytes|read_bytes): (\d+)\s*$", re.M)
+GLOBAL_COLUMNS = ("time_s", "ops", "tps", "net_mb_s", "get_miss", "min_us", "max_us", "avg_us", "std_dev", "geo_dist")
+
+
+class MemcachedLoadOptions(BenchmarkOptions):
+    concurrency: list[int] = Field(default_factory=lambda: [16], min_length=1, description="memaslap -c (sweep)")
+    value_sizes: list[int] = Field(default_factory=lambda: [128], min_length=1, description="bytes (sweep)")
+    key_size: int = Field(64, ge=16, le=250, description="bytes (memcached keys are at most 250)")
+    set_ratio: int = Field(1, ge=0, le=1000)
+    get_ratio: int = Field(10, ge=0, le=1000)
+    threads: int = Field(1, ge=1, le=64, description="memaslap -T; bounded by the client's CPUs")
+    duration: int = Field(5, ge=1, le=3600, description="seconds per run (-t)")
+    binary: bool = Field(True, description="memcached binary protocol (-B); false: text protocol")
+    timeout: float = Field(60.0, gt=0)
+
+    @field_validator("concurrency")
+    @classmethod
+    def concurrency_bounds(cls, values: list[int]) -> list[int]:
+        if any(v < 1 or v > 4096 for v in values):
+            raise ValueError("every value of the sweep must be a concurrency in 1..4096")
+        return values
+
+    @field_validator("value_sizes")
+    @classmethod
+    def value_bounds(cls, values: list[int]) -> list[int]:
+        if any(v < 1 or v > 1 << 20 for v in values):
+            raise ValueError("every value size must be in 1..1048576 bytes (memcached's default item size limit)")
+        return values
+
+    @model_validator(mode="after")
+    def mix_and_timeout(self):
+        if self.set_ratio + self.get_ratio == 0:
+            raise ValueError("set_ratio and get_ratio cannot both be 0")
+        if self.timeout < self.duration + 10:
+            raise ValueError(f"timeout {self.timeout:g} s must exceed duration {self.duration} s by at least 10 s")
+        if any(c < self.threads for c in self.concurrency):
+            raise ValueError(f"memaslap needs concurrency >= threads ({self.threads})")
+        return self
+
+
+def cfg_cmd(key_size: int, value_size: int, set_ratio: int, get_ratio: int) -> str:
+    """memaslap's --cfg_cmd file: fixed key and value sizes, cmd 0 = set, 1 = get with proportions."""
+    total = set_ratio + get_ratio
+    return (f"key\n{key_size} {key_size} 1\nvalue\n{value_size} {value_size} 1\n"
+            f"cmd\n0 {set_ratio / total:.6f}\n1 {get_ratio / total:.6f}\n")
+
+
+def log2_percentile_bound(dist: list[int], q: float) -> float | None:
+    """Upper edge of the log2 bucket holding the q-th percentile. memaslap's bucket i counts latencies
+    in [2**(i-1), 2**i) us (its min and max land in the buckets this implies), so the edge is 2**i."""
+    total = sum(dist)
+    if total == 0:
+        return None
+    need = total * q / 100.0
+    run = 0
+    for i, count in enumerate(dist):
+        run += count
+        if run >= need:
+            return float(2 ** i)
+    return float(2 ** (len(dist) - 1))
+
+
+def parse_memaslap(text: str) -> dict:
+    """Named values from memaslap's report (run with -S); raises ValueError when it is not whole."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)  # it clears the screen before each period
+    out: dict = {}
+    m = RE_FINAL.search(text)
+    if not m:
+        raise ValueError(f"no final 'Run time: ... TPS:' line in memaslap output: {text.strip()[-160:]!r}")
+    out["run_time_s"], out["ops"], out["tps"], out["net_mb_s"] = float(m.group(1)), int(m.group(2)), \
+        int(m.group(3)), float(m.group(4))
+    for kind, rest in RE_GLOBAL.findall(text):
+        values = rest.split()
+        if len(values) == len(GLOBAL_COLUMNS):
+            out[f"global_{kind.lower()}"] = dict(zip(GLOBAL_COLUMNS, map(float, values)))
+    for kind, events, block in RE_EVENTS.findall(text):
+        stats = {k.lower(): float(v) for k, v in RE_FIELD.findall(block)}
+        dist: list[int] = []
+        for start, counts in RE_DIST.findall(block):
+            start = int(start)
+            counts = [int(c) for c in counts.split()]
+            dist += [0] * (start - len(dist))
+            dist[start:start + len(counts)] = counts
+        stats["events"] = int(events)
+        stats["log2_dist"] = dist
+        out[f"latency_{kind.lower()}"] = stats
+    out.update({k: int(v) for k, v in RE_COUNTER.findall(text)})
+    return out
+
+
+def measurements(parsed: dict, params: dict) -> list[Measurement]:
+    if parsed["ops"] == 0:
+        return [Measurement.failed("ops_per_s", "ops/s", "memaslap completed no operation", params)]
+    out = [Measurement("ops_per_s", float(parsed["tps"]), "ops/s", params)]
+    for kind in ("get", "set"):
+        g = parsed.get(f"global_{kind}")
+        if g:
+            out.append(Measurement(f"{kind}_ops_per_s", g["tps"], "ops/s", params))
+    lat = parsed.get("latency_total")
+    if lat is None:
+        out.append(Measurement.failed("latency_avg_us", "us", "memaslap printed no latency statistics", params))
+    else:
+        out.append(Measurement("latency_avg_us", lat["avg"], "us", params))
+        out.append(Measurement("latency_max_us", lat["max"], "us", params))
+        out.append(Measurement("latency_std_us", lat["std"], "us", params))
+        bound = log2_percentile_bound(lat["log2_dist"], 99)
+        if bound is not None:
+            out.append(Measurement("latency_p99_le_us", bound, "us", params))
+    if "get_misses" in parsed:
+        out.append(Measurement("get_misses", float(parsed["get_misses"]), "count", params))
+    return out
+
+
+class MemcachedLoad(Benchmark):
+    kind = "memaslap"
+    Options = MemcachedLoadOptions
+    workloads = ("memcached",)
+    tools = (TOOL,)
+
+    def sweep(self):
+        return {"concurrency": self.options.concurrency, "value_size": self.options.value_sizes}
+
+    def run(self, point: dict, target: Target, client: ClientSide) -> list[Measurement]:
+        o = self.options
+        threads = max(1, min(o.threads, client.cpu_count(), point["concurrency"]))
+        params = {**point, "threads": threads, "key_size": o.key_size, "set_get": f"{o.set_ratio}:{o.get_ratio}",
+                  "protocol": "binary" if o.binary else "text", "duration_s": o.duration}
+        cfg = Path(client.workdir) / f"memaslap-{o.key_size}-{point['value_size']}-{o.set_ratio}-{o.get_ratio}.cfg"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(cfg_cmd(o.key_size, point["value_size"], o.set_ratio, o.get_ratio))
+        argv = [TOOL, "-s", f"{target.address}:{target.port}", "-F", str(cfg), "-t", f"{o.duration}s",
+                "-S", f"{o.duration}s", "-T", str(threads), "-c", str(point["concurrency"]), *(["-B"] if o.binary else [])]
+        try:
+            client.put_file(cfg)
+            result = client.run(argv, timeout=o.timeout)
+        except Exception as exc:
+            return [Measurement.failed("ops_per_s", "ops/s", str(exc), params)]
+        client.keep_output(f"memaslap-c{point['concurrency']}-v{point['value_size']}",
+                           result.stdout + ("\n# stderr:\n" + result.stderr if result.stderr else ""))
+        if not result.ok:
+            return [Measurement.failed("ops_per_s", "ops/s", f"memaslap exited {result.returncode}: {result.tail()}", params)]
+        try:
+            return measurements(parse_memaslap(result.stdout), params)
+        except ValueError as exc:
+            return [Measurement.failed("ops_per_s", "ops/s", str(exc), params)]
+
+    def versions(self):
+        import subprocess
+
+        out = subprocess.run([TOOL, "--version"], capture_output=True, text=True, timeout=10)
+        return {TOOL: (out.stdout or out.stderr).strip().split("\n")[0]}

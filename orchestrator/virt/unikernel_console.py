@@ -1,0 +1,136 @@
+"""What OSv's and rumprun's consoles say, line by line, as Timeline phases and guest figures.
+
+Lines come from virt/console.py's ConsoleFile (escape sequences and carriage returns already
+stripped). Each parser turns a line into zero or more observations: a label (kept with its
+host-side time in the instance's provenance, e.g. `net_configured`) and the Timeline phases
+that label stands for. Parsers also notice when the guest has finished for good (rumprun's
+`halted`, an OSv abort), because QEMU keeps running after that and testbed must stop it.
+
+OSv (`loader.cc`)                       rumprun (hw platform, NetBSD rump kernel)
+  OSv v0.57.0-...     banner              rump kernel bare metal bootstrap   bootstrap
+  eth0: 10.0.0.5      net_configured      NetBSD 7.99.34 (RUMP-ROAST)        rump_kernel
+  Booted up in N ms   booted -> kernel_up vioif0 at virtio0: ...             nic_probed
+  Cmdline: /app ...   cmdline             === calling "app" main() ===       main_called -> kernel_up, init_started
+  <first app line>    app_output          === main() of "app" returned N === main_returned
+                      -> init_started     halted                             halted (instance is finished)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .console import ANSI
+
+OSV_BANNER = re.compile(r"^OSv (v\S+)")
+OSV_IFACE = re.compile(r"^(eth\d+): (\d{1,3}(?:\.\d{1,3}){3})\s*$")
+OSV_BOOTED = re.compile(r"^Booted up in (\d+(?:\.\d+)?) ms")
+OSV_CMDLINE = re.compile(r"^Cmdline: (.*)$")
+OSV_FATAL = re.compile(r"^(Aborted|Assertion failed|page fault outside application|Failed to load object"
+                       r"|Failed looking up symbol|Unhandled signal)")
+
+RUMP_BOOTSTRAP = re.compile(r"rump kernel bare metal bootstrap")
+RUMP_NETBSD = re.compile(r"^(NetBSD \S+) \(([^)]*)\)")
+RUMP_VIOIF = re.compile(r"^(vioif\d+) at ")
+RUMP_MAIN = re.compile(r'^=== calling "([^"]*)" main\(\) ===')
+RUMP_RETURNED = re.compile(r'^=== main\(\) of "([^"]*)" returned (-?\d+) ===')
+RUMP_HALTED = re.compile(r"^halted\b")
+RUMP_PANIC = re.compile(r"^panic: (.*)$")
+
+
+@dataclass
+class Observation:
+    label: str
+    phases: tuple[str, ...] = ()
+    text: str = ""
+
+
+@dataclass
+class UnikernelConsole:
+    """Common state: what was seen, whether the guest is finished and why."""
+
+    seen: dict[str, str] = field(default_factory=dict)  # label -> the line that showed it (first one)
+    guest: dict[str, float | None] = field(default_factory=dict)  # guest's own figures, ms
+    facts: dict[str, str] = field(default_factory=dict)  # version strings, configured address
+    finished: bool = False  # the guest will do nothing more although QEMU may still run
+    finish_reason: str | None = None
+    lines: int = 0
+
+    def feed_line(self, text: str) -> list[Observation]:
+        text = ANSI.sub("", text).replace("\r", "").strip()
+        if not text:
+            return []
+        self.lines += 1
+        out = self._line(text)
+        for ob in out:
+            self.seen.setdefault(ob.label, text)
+        return out
+
+    def feed_text(self, text: str) -> list[Observation]:
+        """All lines of `text` (tests and post-mortems)."""
+        out: list[Observation] = []
+        for line in text.split("\n"):
+            out += self.feed_line(line)
+        return out
+
+    def _line(self, text: str) -> list[Observation]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class OsvConsole(UnikernelConsole):
+    _after_cmdline: bool = False
+
+    def _line(self, text: str) -> list[Observation]:
+        if m := OSV_BANNER.match(text):
+            self.facts["osv_version"] = m.group(1)
+            return [Observation("banner", (), text)]
+        if m := OSV_IFACE.match(text):
+            self.facts.setdefault("guest_address", m.group(2))
+            return [Observation("net_configured", (), text)]
+        if m := OSV_BOOTED.match(text):
+            ms = float(m.group(1))
+            # Under TCG OSv has no usable clock and prints 0.00: that is no figure, not zero.
+            self.guest["boot"] = ms if ms > 0 else None
+            return [Observation("booted", ("kernel_up",), text)]
+        if m := OSV_CMDLINE.match(text):
+            self.facts["osv_console_cmdline"] = m.group(1)
+            self._after_cmdline = True
+            return [Observation("cmdline", (), text)]
+        if OSV_FATAL.match(text):
+            if not self.finished:
+                self.finished, self.finish_reason = True, f"OSv: {text}"
+            return [Observation("fatal", (), text)]
+        if self._after_cmdline:
+            return [Observation("app_output", ("init_started",), text)]
+        return []
+
+
+@dataclass
+class RumprunConsole(UnikernelConsole):
+    exit_code: int | None = None
+
+    def _line(self, text: str) -> list[Observation]:
+        if RUMP_BOOTSTRAP.search(text):
+            return [Observation("bootstrap", (), text)]
+        if m := RUMP_NETBSD.match(text):
+            self.facts["rump_kernel"] = f"{m.group(1)} ({m.group(2)})"
+            return [Observation("rump_kernel", (), text)]
+        if m := RUMP_VIOIF.match(text):
+            return [Observation("nic_probed", (), text)]
+        if m := RUMP_MAIN.match(text):
+            self.facts.setdefault("rumprun_app", m.group(1))
+            # rumprun has configured its network and disks and hands over to the application.
+            return [Observation("main_called", ("kernel_up", "init_started"), text)]
+        if m := RUMP_RETURNED.match(text):
+            self.exit_code = int(m.group(2))
+            self.finish_reason = f'rumprun: main() of "{m.group(1)}" returned {self.exit_code}'
+            return [Observation("main_returned", (), text)]
+        if m := RUMP_PANIC.match(text):
+            self.finish_reason = self.finish_reason or f"rumprun: panic: {m.group(1)}"
+            return [Observation("panic", (), text)]
+        if RUMP_HALTED.search(text):
+            self.finished = True
+            self.finish_reason = (self.finish_reason + "; halted") if self.finish_reason else "rumprun: halted"
+            return [Observation("halted", (), text)]
+        return []

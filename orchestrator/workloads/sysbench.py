@@ -1,0 +1,55 @@
+"""sysbench: testbed's own system-call micro-benchmark server (workloads/sysbench/tbsysbench.c).
+
+The gVisor evaluation measures the cost of system calls *inside* the sandbox (gettimeofday,
+open/close of a file). To measure that on every platform alike, the loop must run in the
+instance, so the measuring program is a small TCP server: the `syscalls` benchmark sends it
+requests over the lab network and it answers with the measured nanoseconds per call.
+
+The program is compiled statically with gcc into the cache (orchestrator/images/compiled.py),
+keyed by the source's sha256, compiler version and flags; the recipe names that binary, so it is
+copied into root file systems at the same path and native runs it in place.
+Readiness: `ping` answered with `pong`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from .base import Connect, ImageRecipe, Workload, WorkloadOptions, recv_until
+
+SOURCE = Path(__file__).with_name("sysbench") / "tbsysbench.c"
+
+
+class SysbenchOptions(WorkloadOptions):
+    pass
+
+
+class Sysbench(Workload):
+    name = "sysbench"
+    port = 7777
+    Options = SysbenchOptions
+    version_argv = ["gcc", "--version"]  # the program is testbed's own; the compiler is what varies
+
+    @cached_property
+    def binary(self) -> str:
+        from ..images.compiled import compiled_binary
+
+        return str(compiled_binary(SOURCE, "tbsysbench"))
+
+    @property
+    def recipe(self) -> ImageRecipe:  # type: ignore[override]  (computed: it names the compiled binary)
+        from ..images.compiled import BUILD_PACKAGES
+
+        return ImageRecipe(packages=BUILD_PACKAGES, binaries=(self.binary,), directories=("/tmp",))
+
+    def write_config(self, config_dir: Path, *, config_path: str) -> None:
+        pass  # everything is on the command line
+
+    def argv(self, config_path: str) -> list[str]:
+        return [self.binary, "-p", str(self.port)]
+
+    def probe(self, connect: Connect) -> bool:
+        with connect() as s:
+            s.sendall(b"ping\n")
+            return recv_until(s, b"\n") == b"pong\n"

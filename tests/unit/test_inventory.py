@@ -1,0 +1,62 @@
+"""The Ansible inventory is generated from the lab file, with strict SSH settings."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from orchestrator.config.lab import LabHost, load_lab
+from orchestrator.provision.inventory import generate_inventory, local_inventory
+
+
+def test_inventory_from_lab_file(tmp_path: Path):
+    lab_file = tmp_path / "lab.yaml"
+    lab_file.write_text("""\
+hosts:
+  - name: a
+    address: 10.78.0.1
+    identity_file: id_ed25519
+    known_hosts: kh
+    lab_address: 10.78.0.1
+    sriov: {enp1s0f0: 8}
+    hugepages: 256
+    iommu: true
+    roles: [server, kvm]
+  - name: b
+    address: b.lab
+    port: 2200
+    user: tester
+    governor: powersave
+    roles: [client]
+""")
+    lab = load_lab(lab_file)
+    inv = generate_inventory(lab.hosts)
+    a = inv["all"]["hosts"]["a"]
+    assert a["ansible_host"] == "10.78.0.1" and a["ansible_port"] == 22 and a["ansible_user"] == "root"
+    assert a["ansible_ssh_private_key_file"] == str(tmp_path / "id_ed25519")
+    assert a["testbed_sriov"] == {"enp1s0f0": 8} and a["testbed_hugepages"] == 256 and a["testbed_iommu"] is True
+    assert a["testbed_lab_address"] == "10.78.0.1"
+    assert "ansible_become" not in a
+    opts = shlex.split(a["ansible_ssh_common_args"])
+    assert "StrictHostKeyChecking=yes" in opts and f"UserKnownHostsFile={tmp_path / 'kh'}" in opts
+    assert "PasswordAuthentication=no" in opts and "BatchMode=yes" in opts and "IdentitiesOnly=yes" in opts
+    b = inv["all"]["hosts"]["b"]
+    assert b["ansible_port"] == 2200 and b["ansible_user"] == "tester" and b["ansible_become"] is True
+    assert b["testbed_governor"] == "powersave" and b["testbed_sriov"] == {}
+    assert "ansible_ssh_private_key_file" not in b and "IdentitiesOnly=yes" not in b["ansible_ssh_common_args"]
+    assert inv["all"]["children"] == {"server": {"hosts": {"a": {}}}, "kvm": {"hosts": {"a": {}}},
+                                      "client": {"hosts": {"b": {}}}}
+
+
+def test_no_secrets_and_no_roles():
+    h = LabHost(name="x", address="10.0.0.9")
+    inv = generate_inventory([h])
+    assert "children" not in inv["all"]
+    flat = repr(inv).lower()
+    assert "password" not in flat.replace("passwordauthentication=no", "")
+
+
+def test_local_inventory():
+    inv = local_inventory()
+    assert inv == {"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                                   "ansible_python_interpreter": "/usr/bin/python3"}}}}
