@@ -90,14 +90,14 @@ class ClientSide:
         finally:
             ex.close()
 
-    def keep_output(self, label: str, text: str) -> Path:
+    def keep_output(self, label: str, text: str, stderr: str = "") -> Path:
         """Keep a tool's raw output beside the run (runs/<id>/client/raw/), for checking and parser fixtures."""
         raw = self.workdir / "raw"
         raw.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
         n = len(list(raw.glob(f"{safe}.*.out")))
         path = raw / f"{safe}.{n}.out"
-        path.write_text(text)
+        path.write_text(text + (f"\n# stderr:\n{stderr}" if stderr else ""))
         return path
 
     def put_file(self, path: Path, *, timeout: float = 30) -> None:

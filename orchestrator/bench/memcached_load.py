@@ -157,16 +157,17 @@ class MemcachedLoad(Benchmark):
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(cfg_cmd(o.key_size, point["value_size"], o.set_ratio, o.get_ratio))
         argv = [TOOL, "-s", f"{target.address}:{target.port}", "-F", str(cfg), "-t", f"{o.duration}s",
-                "-S", f"{o.duration}s", "-T", str(threads), "-c", str(point["concurrency"]), *(["-B"] if o.binary else [])]
+                "-S", f"{o.duration}s", "-T", str(threads), "-c", str(point["concurrency"]),
+                *(["-B"] if o.binary else [])]
         try:
             client.put_file(cfg)
             result = client.run(argv, timeout=o.timeout)
         except Exception as exc:
             return [Measurement.failed("ops_per_s", "ops/s", str(exc), params)]
-        client.keep_output(f"memaslap-c{point['concurrency']}-v{point['value_size']}",
-                           result.stdout + ("\n# stderr:\n" + result.stderr if result.stderr else ""))
+        client.keep_output(f"memaslap-c{point['concurrency']}-v{point['value_size']}", result.stdout, result.stderr)
         if not result.ok:
-            return [Measurement.failed("ops_per_s", "ops/s", f"memaslap exited {result.returncode}: {result.tail()}", params)]
+            reason = f"memaslap exited {result.returncode}: {result.tail()}"
+            return [Measurement.failed("ops_per_s", "ops/s", reason, params)]
         try:
             return measurements(parse_memaslap(result.stdout), params)
         except ValueError as exc:

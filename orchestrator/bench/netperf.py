@@ -159,7 +159,7 @@ class Netperf(Benchmark):
             result = client.run(self.argv(point, target), timeout=self.options.timeout)
         except Exception as exc:  # a timeout or a tool that would not start: a failed sample with the reason
             return [Measurement.failed(metric, unit, str(exc), params)]
-        client.keep_output(f"netperf-{test}-{size}", result.stdout + ("\n# stderr:\n" + result.stderr if result.stderr else ""))
+        client.keep_output(f"netperf-{test}-{size}", result.stdout, result.stderr)
         if not result.ok:
             return [Measurement.failed(metric, unit, f"netperf exited {result.returncode}: {result.tail()}", params)]
         try:

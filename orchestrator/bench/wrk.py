@@ -128,9 +128,10 @@ class Wrk(Benchmark):
             result = client.run(argv, timeout=o.timeout)
         except Exception as exc:
             return [Measurement.failed("requests_per_s", "req/s", str(exc), params)]
-        client.keep_output(f"wrk-{point['file']}-c{conns}", result.stdout + ("\n# stderr:\n" + result.stderr if result.stderr else ""))
+        client.keep_output(f"wrk-{point['file']}-c{conns}", result.stdout, result.stderr)
         if not result.ok:
-            return [Measurement.failed("requests_per_s", "req/s", f"wrk exited {result.returncode}: {result.tail()}", params)]
+            reason = f"wrk exited {result.returncode}: {result.tail()}"
+            return [Measurement.failed("requests_per_s", "req/s", reason, params)]
         try:
             return measurements(parse_wrk(result.stdout), params)
         except ValueError as exc:

@@ -140,7 +140,8 @@ benchmarks:
     from orchestrator.images.cache import sha256_file
     from orchestrator.workloads.sysbench import Sysbench
 
-    assert {r.provenance["image_digest"] for r in rows if r.platform == "native"} == {sha256_file(Path(Sysbench().binary))}
+    native_digests = {r.provenance["image_digest"] for r in rows if r.platform == "native"}
+    assert native_digests == {sha256_file(Path(Sysbench().binary))}
     for f in raw.glob("syscalls-*.out"):
         assert syscalls.parse_results(f.read_text())
 
