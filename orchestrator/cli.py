@@ -239,7 +239,7 @@ def provision(hosts: tuple[str, ...], lab_file: Path | None, tags: str | None, t
     from .provision.ansible import provision as run_provision
 
     result = run_provision(lab_file=lab_file, hosts=list(hosts) or None, tags=tags.split(",") if tags else None,
-                           on_event=lambda line: err_console.print(f"[dim]{line}[/dim]", markup=True),
+                           on_event=lambda line: err_console.print(line, style="dim", markup=False, highlight=False),
                            trust_new_host_key=trust_new_host_key)
     console.print(result.summary())
 
