@@ -98,10 +98,12 @@ def start_long_run(tmp_path, platform="runc"):
                             text=True, env={**os.environ, "COLUMNS": "160"})
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if store.exists():
-            rs = runs(store)
-            if rs and rs[0][3] >= 6:
-                return proc, store, rs[0][0]
+        try:
+            rs = runs(store) if store.exists() else []
+        except sqlite3.OperationalError:  # the file exists before the run has created its tables
+            rs = []
+        if rs and rs[0][3] >= 6:
+            return proc, store, rs[0][0]
         if proc.poll() is not None:
             pytest.fail(f"run ended early: {proc.stderr.read()}")
         time.sleep(0.2)
