@@ -1,10 +1,10 @@
-"""What the osv and rumprun platforms share: libvirt, the accelerator decision, disks, console.
+"""What the osv and rumprun platforms share: imported images, disks, the unikernel console.
 
 Both boot a user-imported image (images/imported.py) as a transient libvirt domain
 (virt/unikernel_domain.py on top of the linux-vm builder), with a virtio NIC on the run's lab
 network (or an SR-IOV VF) and the serial console in a file that poll_console() reads. The
-libvirt connection, the accelerator probe (kvm -> tcg fallback) and domain lifecycle are the
-linux-vm platform's (virt/), reused as they are.
+libvirt connection, the accelerator probe (kvm -> tcg fallback), host checks and the instance's
+life are libvirt_guest.py's, shared with linux-vm.
 
 Disks are never given to QEMU as imported: each launch gets its own qcow2 overlay on the cached
 file, so the cache keeps exactly the bytes its digest names (OSv's ZFS writes to its disk).
@@ -15,53 +15,33 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from ..errors import CommandTimeout, ConfigError, LaunchError, MissingToolError
+from ..errors import CommandTimeout, LaunchError, MissingToolError
 from ..images.cache import Image, ImageCache
 from ..images.imported import KINDS, find_imported, import_command, imported_images
 from ..net import sriov
 from ..provision.doctor import FAIL, PASS, WARN, Check, check
-from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
-from ..virt.connection import DEFAULT_URI, Connection
 from ..virt.console import ConsoleFile
-from ..virt.domain import BridgeNic, DomainSpec, SriovNic
-from ..virt.lifecycle import (
-    create_transient,
-    destroy,
-    domain_running,
-    process_started_monotonic,
-    qemu_pid,
-)
+from ..virt.domain import DomainSpec
 from ..virt.unikernel_console import UnikernelConsole
 from ..virt.unikernel_domain import Disk, UnikernelSpec, unikernel_xml
 from ..workloads.base import Workload
-from .base import Instance, Platform, PlatformOptions, Timeline, now
+from .base import Instance, Timeline, now
+from .libvirt_guest import GuestInstance, GuestOptions, LibvirtGuestPlatform
 
 QEMU_IMG_TIMEOUT = 60.0
 
 
-class UnikernelOptions(PlatformOptions):
+class UnikernelOptions(GuestOptions):
     image: str | None = None  # name given at `testbed images import`; default: the workload's name
     cmdline: str | None = None  # the application's command line; default: per workload (see the platform)
-    uri: str = DEFAULT_URI
-    accel: Literal["auto", "kvm", "tcg"] = "auto"
-    vcpus: int = Field(1, ge=1, le=64)
     memory_mb: int = Field(256, ge=32)
-    vcpu_pins: list[int] | None = None
-    nic: Literal["virtio", "sriov"] = "virtio"
-    sriov_pf: str | None = None
-    machine: str = "pc"
-    ready_timeout: float = 120.0
-    connect_timeout: float = Field(30.0, gt=0)
-    probe_timeout: float = Field(PROBE_TIMEOUT, gt=0)
 
     @model_validator(mode="after")
-    def _sriov_needs_pf(self):
-        if self.nic == "sriov" and not self.sriov_pf:
-            raise ValueError("nic: sriov needs sriov_pf (the physical function's netdev name, e.g. ens1f0)")
+    def _cmdline_not_blank(self):
         if self.cmdline is not None and not self.cmdline.strip():
             raise ValueError("cmdline: empty; leave it out for the workload's default")
         return self
@@ -94,25 +74,17 @@ def write_into_disk(disk: Path, offset: int, data: bytes, scratch: Path) -> None
         scratch.unlink(missing_ok=True)
 
 
-class UnikernelInstance(Instance):
+class UnikernelInstance(GuestInstance):
     def __init__(self, name, attachment, timeline, workdir, platform: UnikernelPlatform, console: ConsoleFile,
                  parser: UnikernelConsole, vf: sriov.VirtualFunction | None = None):
-        super().__init__(name, attachment, timeline, workdir)
-        self.platform = platform
-        self.console = console
+        super().__init__(name, attachment, timeline, workdir, platform, console, vf)
         self.parser = parser
-        self.vf = vf
         self.console_marks: dict[str, float] = {}  # label -> ms after requested (host clock)
-        self._stopped = False
         self._finished_reason: str | None = None
 
     def poll_console(self) -> None:
+        events = self.console_events()
         tl = self.timeline
-        if not tl.has("vmm_started"):
-            pid = qemu_pid(self.name)
-            if pid is not None:
-                tl.mark("vmm_started", process_started_monotonic(pid) or now())
-        events = self.console.poll()
         if not events:
             return
         t = now()
@@ -131,90 +103,22 @@ class UnikernelInstance(Instance):
             self._finished_reason = self.parser.finish_reason
             self.stop()
 
-    def alive(self) -> bool:
-        if self._stopped:
-            return False
-        return domain_running(self.platform.conn, self.name)
-
-    def exit_reason(self) -> str:
-        self.console.poll()
-        tail = self.console.parser.tail_line()
+    def guest_exit_reason(self, tail: str) -> str | None:
         if self._finished_reason or self.parser.finish_reason:
             return f"{self._finished_reason or self.parser.finish_reason}; console: {tail}"
-        return f"domain {self.name} is gone; console: {tail}"
+        return None
 
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            destroy(self.platform.conn, self.platform.ledger, self.name)
-        finally:
-            if self.vf is not None:
-                self.platform.vf_allocator().release(self.vf)
-                self.vf = None
-            for f in self.workdir.glob("*.qcow2"):
-                f.unlink(missing_ok=True)
+    def remove_launch_files(self) -> None:
+        for f in self.workdir.glob("*.qcow2"):
+            f.unlink(missing_ok=True)
 
 
-class UnikernelPlatform(Platform):
+class UnikernelPlatform(LibvirtGuestPlatform):
     """Subclasses say how to boot: boot_spec() returns the domain and the console parser."""
 
     Options = UnikernelOptions
-    attachment = "vm"
     tools = ("virsh", "qemu-system-x86_64", "qemu-img", "qemu-io")
     image_kind: ClassVar[str]
-
-    def __init__(self, name, options, host, ledger, workdir):
-        super().__init__(name, options, host, ledger, workdir)
-        self._conn: Connection | None = None
-        self.accel: AccelChoice | None = None
-        self._vfs: sriov.VfAllocator | None = None
-
-    # --- run-level -----------------------------------------------------------------------
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = Connection(self.options.uri, timeout=self.options.connect_timeout)
-        return self._conn
-
-    def prepare(self) -> None:
-        if self.accel is not None:
-            return
-        o: UnikernelOptions = self.options  # type: ignore[assignment]
-        mem_mib, cpus = self.conn.host_info()
-        if o.memory_mb > mem_mib:
-            raise ConfigError(f"platform {self.name}: memory_mb {o.memory_mb} exceeds the host's {mem_mib} MiB")
-        for pin in (o.vcpu_pins or []) + (o.cpus or []):
-            if not 0 <= pin < cpus:
-                raise ConfigError(f"platform {self.name}: CPU {pin} does not exist (host has CPUs 0-{cpus - 1})")
-        # The linux-vm probe decides KVM or TCG once per run and URI; its verdict is shared.
-        self.accel = choose_accel(self.conn, self.ledger, ImageCache(), o.accel, timeout=o.probe_timeout,
-                                  machine=o.machine)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def vf_allocator(self) -> sriov.VfAllocator:
-        if self._vfs is None:
-            self._vfs = sriov.VfAllocator(self.options.sriov_pf, ledger=self.ledger)
-        return self._vfs
-
-    def versions(self) -> dict[str, str]:
-        try:
-            return self.conn.versions()
-        except Exception as exc:
-            return {"libvirt": f"unavailable ({exc})"}
-
-    def provenance(self) -> dict:
-        o: UnikernelOptions = self.options  # type: ignore[assignment]
-        facts = {"nic": o.nic, "machine": o.machine, "vcpus": o.vcpus, "memory_mb": o.memory_mb,
-                 "vcpu_pins": o.vcpu_pins, "libvirt_uri": o.uri}
-        if self.accel is not None:
-            facts.update(self.accel.provenance())
-        return facts
 
     # --- images ----------------------------------------------------------------------------
     def image_name(self, workload: Workload) -> str:
@@ -239,36 +143,17 @@ class UnikernelPlatform(Platform):
         """(domain, console parser, per-instance provenance) for this launch."""
         raise NotImplementedError  # pragma: no cover
 
+    def domain_name(self, workload: Workload, octet: str) -> str:
+        return f"tb-{self.ledger.run_id}-{self.kind}-{workload.name}-{octet}"
+
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
-        o: UnikernelOptions = self.options  # type: ignore[assignment]
-        self.prepare()
-        octet = str(attachment.address).rsplit(".", 1)[1]
-        name = f"tb-{self.ledger.run_id}-{self.kind}-{workload.name}-{octet}"
-        workdir = self.workdir / name
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        console_path = workdir / "console.log"
+        name, octet, workdir = self.launch_dir(workload, attachment)
         vf = None
         try:
-            if o.nic == "sriov":
-                vf = self.vf_allocator().allocate(attachment.mac, owner=name)
-                nic = SriovNic(vf.pci_address, attachment.mac)
-            else:
-                if not attachment.bridge:
-                    raise LaunchError(f"{name}: attachment has no host bridge; use LabNet.attach_vm()")
-                nic = BridgeNic(attachment.bridge, attachment.mac, tap=f"tb{self.ledger.run_id}t{octet}"[:15])
-            base = DomainSpec(
-                name=name, kernel="", initrd="", cmdline="", console_log=str(console_path),
-                domain_type=self.accel.domain_type, machine=o.machine, vcpus=o.vcpus, memory_mib=o.memory_mb,
-                vcpu_pins=o.vcpu_pins, emulator_pins=o.cpus, nics=[nic],
-                metadata={"run": self.ledger.run_id, "workload": workload.name, "platform": self.name},
-            )
+            nic, vf = self.nic(name, attachment, octet)
+            base = self.domain_spec(name, workload, nic, workdir / "console.log", kernel="", initrd="", cmdline="")
             spec, parser, prov = self.boot_spec(image, workload, attachment, base, workdir)
-            xml = unikernel_xml(spec)
-            (workdir / "domain.xml").write_text(xml)
-            console = ConsoleFile(console_path)
-            timeline.mark("requested")
-            create_transient(self.conn, self.ledger, name, xml)
+            console = self.create(name, unikernel_xml(spec), workdir, timeline)
         except BaseException:
             if vf is not None:
                 self.vf_allocator().release(vf)
@@ -277,9 +162,7 @@ class UnikernelPlatform(Platform):
             raise
         timeline.mark("process_started")
         inst = UnikernelInstance(name, attachment, timeline, workdir, self, console, parser, vf)
-        inst.provenance = {"domain": name, "boot": spec.boot, **prov}
-        inst.poll_console()
-        return inst
+        return self.running(inst, {"domain": name, "boot": spec.boot, **prov})
 
 
 def disk_for(image: Image, role: str, workdir: Path) -> Disk:

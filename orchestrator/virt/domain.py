@@ -137,11 +137,15 @@ def domain_element(spec: DomainSpec) -> ET.Element:
     return dom
 
 
-def domain_xml(spec: DomainSpec) -> str:
+def to_xml(el: ET.Element) -> str:
+    """A domain element as libvirt gets it: indented, testbed's namespace under its own prefix."""
     ET.register_namespace("testbed", TESTBED_NS)
-    el = domain_element(spec)
     ET.indent(el)
     return ET.tostring(el, encoding="unicode")
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    return to_xml(domain_element(spec))
 
 
 def kernel_cmdline(address: ipaddress.IPv4Address | str, prefixlen: int, gateway: ipaddress.IPv4Address | str | None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 
-from .domain import TESTBED_NS, DomainSpec, domain_element
+from .domain import DomainSpec, domain_element, to_xml
 
 DISK_FORMATS = ("raw", "qcow2")
 
@@ -85,7 +85,4 @@ def unikernel_element(spec: UnikernelSpec) -> ET.Element:
 
 
 def unikernel_xml(spec: UnikernelSpec) -> str:
-    ET.register_namespace("testbed", TESTBED_NS)
-    el = unikernel_element(spec)
-    ET.indent(el)
-    return ET.tostring(el, encoding="unicode")
+    return to_xml(unikernel_element(spec))

@@ -1,0 +1,204 @@
+"""What every QEMU guest run through libvirt shares: linux-vm, osv and rumprun.
+
+Options (accelerator, sizing, pinning, NIC), the libvirt connection, the host checks and the
+accelerator decision in prepare(), the NIC and common domain fields of a launch, and the
+instance's life: QEMU start from its pid, liveness from the domain state, the exit reason from
+the console tail, stop() releasing the domain, the VF and the launch's own files. Subclasses add
+what differs: where the image comes from, how the guest boots, what its console says.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from ..errors import ConfigError, LaunchError
+from ..images.cache import ImageCache
+from ..net import sriov
+from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
+from ..virt.connection import DEFAULT_URI, Connection
+from ..virt.console import ConsoleFile, Event
+from ..virt.domain import BridgeNic, DomainSpec, SriovNic
+from ..virt.lifecycle import create_transient, destroy, domain_running, process_started_monotonic, qemu_pid
+from ..workloads.base import Workload
+from .base import Instance, Platform, PlatformOptions, Timeline, now
+
+
+class GuestOptions(PlatformOptions):
+    # memory_mb's default and floor differ per guest: subclasses declare it.
+    uri: str = DEFAULT_URI
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    vcpus: int = Field(1, ge=1, le=64)
+    vcpu_pins: list[int] | None = None
+    nic: Literal["virtio", "sriov"] = "virtio"
+    sriov_pf: str | None = None
+    machine: str = "pc"
+    ready_timeout: float = 120.0
+    connect_timeout: float = Field(30.0, gt=0)
+    probe_timeout: float = Field(PROBE_TIMEOUT, gt=0)
+
+    @model_validator(mode="after")
+    def _sriov_needs_pf(self):
+        if self.nic == "sriov" and not self.sriov_pf:
+            raise ValueError("nic: sriov needs sriov_pf (the physical function's netdev name, e.g. ens1f0)")
+        return self
+
+
+class GuestInstance(Instance):
+    def __init__(self, name, attachment, timeline, workdir, platform: LibvirtGuestPlatform, console: ConsoleFile,
+                 vf: sriov.VirtualFunction | None = None):
+        super().__init__(name, attachment, timeline, workdir)
+        self.platform = platform
+        self.console = console
+        self.vf = vf
+        self._stopped = False
+        self._pid: int | None = None
+
+    def console_events(self) -> list[Event]:
+        """New console lines for poll_console(); marks vmm_started (QEMU's own start time) once its pid shows up."""
+        tl = self.timeline
+        if not tl.has("vmm_started"):
+            self._pid = qemu_pid(self.name)
+            if self._pid is not None:
+                tl.mark("vmm_started", process_started_monotonic(self._pid) or now())
+        return self.console.poll()
+
+    def alive(self) -> bool:
+        if self._stopped:
+            return False
+        return domain_running(self.platform.conn, self.name)
+
+    def exit_reason(self) -> str:
+        self.console.poll()
+        tail = self.console.parser.tail_line()
+        return self.guest_exit_reason(tail) or f"domain {self.name} is gone; console: {tail}"
+
+    def guest_exit_reason(self, tail: str) -> str | None:
+        """Why the guest ended, if its console says so."""
+        return None
+
+    def remove_launch_files(self) -> None:
+        """Per-launch copies of cached files (the cache itself stays)."""
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            destroy(self.platform.conn, self.platform.ledger, self.name)
+        finally:
+            if self.vf is not None:
+                self.platform.vf_allocator().release(self.vf)
+                self.vf = None
+            self.remove_launch_files()
+
+
+class LibvirtGuestPlatform(Platform):
+    Options = GuestOptions
+    attachment = "vm"
+    # Option values recorded in provenance(), in this order (then libvirt_uri).
+    provenance_options: ClassVar[tuple[str, ...]] = ("nic", "machine", "vcpus", "memory_mb", "vcpu_pins")
+
+    def __init__(self, name, options, host, ledger, workdir):
+        super().__init__(name, options, host, ledger, workdir)
+        self._conn: Connection | None = None
+        self.accel: AccelChoice | None = None
+        self._vfs: sriov.VfAllocator | None = None
+        self._facts: dict = {}  # run-level facts learnt on the way (e.g. the guest kernel)
+
+    # --- run-level -----------------------------------------------------------------------
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = Connection(self.options.uri, timeout=self.options.connect_timeout)
+        return self._conn
+
+    def prepare(self) -> None:
+        if self.accel is not None:
+            return
+        o: GuestOptions = self.options  # type: ignore[assignment]
+        self._validate_against_host(o)
+        # The probe decides KVM or TCG once per run and URI; every guest platform shares its verdict.
+        self.accel = choose_accel(self.conn, self.ledger, ImageCache(), o.accel, timeout=o.probe_timeout,
+                                  machine=o.machine)
+
+    def _validate_against_host(self, o: GuestOptions) -> None:
+        mem_mib, cpus = self.conn.host_info()
+        if o.memory_mb > mem_mib:
+            raise ConfigError(f"platform {self.name}: memory_mb {o.memory_mb} exceeds the host's {mem_mib} MiB")
+        for pin in (o.vcpu_pins or []) + (o.cpus or []):
+            if not 0 <= pin < cpus:
+                raise ConfigError(f"platform {self.name}: CPU {pin} does not exist (host has CPUs 0-{cpus - 1})")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def vf_allocator(self) -> sriov.VfAllocator:
+        if self._vfs is None:
+            self._vfs = sriov.VfAllocator(self.options.sriov_pf, ledger=self.ledger)
+        return self._vfs
+
+    def versions(self) -> dict[str, str]:
+        try:
+            return self.conn.versions()
+        except Exception as exc:
+            return {"libvirt": f"unavailable ({exc})"}
+
+    def provenance(self) -> dict:
+        o: GuestOptions = self.options  # type: ignore[assignment]
+        facts = {k: getattr(o, k) for k in self.provenance_options}
+        facts.update({"libvirt_uri": o.uri, **self._facts})
+        if self.accel is not None:
+            facts.update(self.accel.provenance())
+        return facts
+
+    # --- launches --------------------------------------------------------------------------
+    def domain_name(self, workload: Workload, octet: str) -> str:
+        return f"tb-{self.ledger.run_id}-{workload.name}-{octet}"
+
+    def launch_dir(self, workload: Workload, attachment) -> tuple[str, str, Path]:
+        """(domain name, address octet, fresh work directory) of a launch; prepares the run first."""
+        self.prepare()
+        octet = str(attachment.address).rsplit(".", 1)[1]
+        name = self.domain_name(workload, octet)
+        workdir = self.workdir / name
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        return name, octet, workdir
+
+    def nic(self, name: str, attachment, octet: str) -> tuple[BridgeNic | SriovNic, sriov.VirtualFunction | None]:
+        """The guest's NIC and the VF it holds (None for virtio); the caller releases the VF on failure."""
+        if self.options.nic == "sriov":
+            vf = self.vf_allocator().allocate(attachment.mac, owner=name)
+            return SriovNic(vf.pci_address, attachment.mac), vf
+        if not attachment.bridge:
+            raise LaunchError(f"{name}: attachment has no host bridge; use LabNet.attach_vm()")
+        return BridgeNic(attachment.bridge, attachment.mac, tap=f"tb{self.ledger.run_id}t{octet}"[:15]), None
+
+    def domain_spec(self, name: str, workload: Workload, nic, console_path, **boot) -> DomainSpec:
+        """The domain fields every guest sets the same way; `boot` adds kernel/initrd/cmdline and the rest."""
+        o: GuestOptions = self.options  # type: ignore[assignment]
+        return DomainSpec(
+            name=name, console_log=str(console_path), domain_type=self.accel.domain_type, machine=o.machine,
+            vcpus=o.vcpus, memory_mib=o.memory_mb, vcpu_pins=o.vcpu_pins, emulator_pins=o.cpus, nics=[nic],
+            metadata={"run": self.ledger.run_id, "workload": workload.name, "platform": self.name}, **boot,
+        )
+
+    def create(self, name: str, xml: str, workdir: Path, timeline: Timeline) -> ConsoleFile:
+        """Define and start the transient domain; `requested` is marked just before libvirt is asked."""
+        (workdir / "domain.xml").write_text(xml)
+        console = ConsoleFile(workdir / "console.log")
+        timeline.mark("requested")
+        create_transient(self.conn, self.ledger, name, xml)
+        return console
+
+    def running(self, inst: GuestInstance, provenance: dict) -> GuestInstance:
+        """The started instance, with its provenance and a first look at the console."""
+        inst.provenance = provenance
+        inst.poll_console()
+        return inst
