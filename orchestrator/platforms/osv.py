@@ -45,14 +45,17 @@ CMDLINE_OFFSET = 512  # where OSv's boot loader reads the command line from the 
 CMDLINE_MAX = 0x3F * 512 - 1  # it reads 63 sectors; the string is NUL-terminated
 OSV_OPTION_WORD = "--"
 
-# Paths as Debian installs the binaries (OSv's manifest_from_host.sh keeps them). Redis takes its
-# whole configuration on the command line, so the image needs no redis.conf; nginx needs the
-# configuration images/osv/README.md puts at /nginx/nginx.conf (one process: OSv has no fork()).
+# Debian's binaries as OSv's `dl=linux scripts/manifest_from_host.sh -w BINARY` lays them out: the
+# program at /<name> with its libraries, started by the Linux dynamic linker (Debian's servers
+# are linked against glibc symbols OSv's built-in linker does not provide; see
+# images/osv/README.md). Redis takes its whole configuration on the command line; nginx needs the
+# configuration the README puts under /nginx-conf/ (one process: OSv has no fork()).
+LINUX_LD = "/lib64/ld-linux-x86-64.so.2"
 DEFAULT_CMDLINES = {
-    "redis": ("/usr/bin/redis-server --bind 0.0.0.0 --port {port} --protected-mode no --save \"\" "
+    "redis": (f"{LINUX_LD} /redis-server --bind 0.0.0.0 --port {{port}} --protected-mode no --save \"\" "
               "--appendonly no --maxmemory {maxmemory_mb}mb"),
-    "memcached": "/usr/bin/memcached -u root -l 0.0.0.0 -p {port} -U 0 -m {memory_mb} -t {threads} -c 1024",
-    "nginx": "/usr/sbin/nginx -p /nginx/ -c /nginx/nginx.conf -e stderr",
+    "memcached": f"{LINUX_LD} /memcached -u root -l 0.0.0.0 -p {{port}} -U 0 -m {{memory_mb}} -t {{threads}} -c 1024",
+    "nginx": f"{LINUX_LD} /nginx -p /nginx-conf/ -c /nginx-conf/nginx.conf -e stderr",
 }
 
 

@@ -26,8 +26,10 @@ OSV_BANNER = re.compile(r"^OSv (v\S+)")
 OSV_IFACE = re.compile(r"^(eth\d+): (\d{1,3}(?:\.\d{1,3}){3})\s*$")
 OSV_BOOTED = re.compile(r"^Booted up in (\d+(?:\.\d+)?) ms")
 OSV_CMDLINE = re.compile(r"^Cmdline: (.*)$")
+# OSv prefixes some of these with the program's path ("/redis-server: failed looking up symbol X"),
+# and every fatal error ends in a "[backtrace]" block after which the guest hangs.
 OSV_FATAL = re.compile(r"^(Aborted|Assertion failed|page fault outside application|Failed to load object"
-                       r"|Failed looking up symbol|Unhandled signal)")
+                       r"|Unhandled signal|\[backtrace\])|failed looking up symbol", re.IGNORECASE)
 
 RUMP_BOOTSTRAP = re.compile(r"rump kernel bare metal bootstrap")
 RUMP_NETBSD = re.compile(r"^(NetBSD \S+) \(([^)]*)\)")
@@ -97,7 +99,7 @@ class OsvConsole(UnikernelConsole):
             self.facts["osv_console_cmdline"] = m.group(1)
             self._after_cmdline = True
             return [Observation("cmdline", (), text)]
-        if OSV_FATAL.match(text):
+        if OSV_FATAL.search(text):
             if not self.finished:
                 self.finished, self.finish_reason = True, f"OSv: {text}"
             return [Observation("fatal", (), text)]

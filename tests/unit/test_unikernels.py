@@ -220,10 +220,12 @@ def test_osv_options_are_validated():
 
 def test_default_app_cmdlines_follow_the_workload_options():
     r = osv_default(Redis(Redis.Options(maxmemory_mb=64, extra_args=["--hz", "a b"])))
-    assert r.startswith("/usr/bin/redis-server --bind 0.0.0.0 --port 6379 --protected-mode no --save \"\"")
+    assert r.startswith("/lib64/ld-linux-x86-64.so.2 /redis-server --bind 0.0.0.0 --port 6379 --protected-mode no "
+                        "--save \"\"")
     assert "--maxmemory 64mb" in r and r.endswith('--hz "a b"')
-    assert osv_default(Memcached()).startswith("/usr/bin/memcached -u root -l 0.0.0.0 -p 11211")
-    assert osv_default(Nginx()) == "/usr/sbin/nginx -p /nginx/ -c /nginx/nginx.conf -e stderr"
+    assert osv_default(Memcached()).startswith("/lib64/ld-linux-x86-64.so.2 /memcached -u root -l 0.0.0.0 -p 11211")
+    assert osv_default(Nginx()) == ("/lib64/ld-linux-x86-64.so.2 /nginx -p /nginx-conf/ -c /nginx-conf/nginx.conf "
+                                    "-e stderr")
     assert rump_default(Redis()).split()[0] == "redis-server" and "--port 6379" in rump_default(Redis())
     assert rump_default(Nginx()) == "nginx -c /data/conf/nginx.conf"
     with pytest.raises(ConfigError, match="spaces"):
@@ -277,7 +279,8 @@ def test_osv_domain_validates_and_boots_as_asked(tmp_path, osv_dir, cache, boot)
     assert dom.find("devices/serial").get("type") == "file"
     assert dom.find("devices/interface/source").get("bridge") == "tbabch"
     line = prov["osv_cmdline"]
-    assert line.startswith("--ip=eth0,10.78.0.5,255.255.255.0 --defaultgw=10.78.0.1 /usr/bin/redis-server")
+    assert line.startswith("--ip=eth0,10.78.0.5,255.255.255.0 --defaultgw=10.78.0.1 /lib64/ld-linux-x86-64.so.2 "
+                           "/redis-server")
     if boot == "kernel":
         assert os_el.find("kernel").text == str(image.file("kernel")) and os_el.find("cmdline").text == line
         assert os_el.find("boot") is None
@@ -346,6 +349,14 @@ def test_osv_console_under_tcg():
     assert c.facts["osv_console_cmdline"].startswith("/usr/bin/redis-server") and not c.finished
 
 
+def test_real_osv_console_of_debian_redis_under_tcg():
+    c = OsvConsole()
+    obs = c.feed_text(fixture("osv-real-redis-tcg.console"))
+    assert [o.label for o in obs][:4] == ["banner", "net_configured", "booted", "cmdline"]
+    assert c.guest == {"boot": None} and not c.finished
+    assert c.facts["osv_console_cmdline"].startswith("/lib64/ld-linux-x86-64.so.2 /redis-server")
+
+
 def test_osv_console_under_kvm_has_the_guest_figure():
     c = OsvConsole()
     c.feed_text(fixture("osv-nginx-kvm.console"))
@@ -359,8 +370,12 @@ def test_osv_console_without_app_output_and_with_crlf():
     assert "init_started" not in {p for o in obs for p in o.phases}
 
 
-@pytest.mark.parametrize("name,reason", [("osv-abort.console", "OSv: Aborted"),
-                                         ("osv-missing-library.console", "OSv: Failed to load object")])
+@pytest.mark.parametrize("name,reason", [
+    ("osv-abort.console", "OSv: Aborted"),
+    ("osv-missing-library.console", "OSv: Failed to load object"),
+    # Captured from a real OSv build here: Debian's redis-server started by OSv's built-in linker.
+    ("osv-real-symbol-lookup-failure.console", "OSv: /redis-server: failed looking up symbol OPENSSL_init_crypto"),
+])
 def test_osv_console_notices_a_dead_guest(name, reason):
     c = OsvConsole()
     c.feed_text(fixture(name))
