@@ -13,7 +13,7 @@ import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,6 +89,23 @@ class ClientSide:
             return ex.connect(address, port, timeout)
         finally:
             ex.close()
+
+    def measure(self, argv: Sequence[str], *, timeout: float, label: str,
+                failed: Callable[[str], list[Measurement]],
+                parse: Callable[[CommandResult], list[Measurement]]) -> list[Measurement]:
+        """Run a load generator once and parse its output. Every way it can fail (it will not
+        start, times out, exits non-zero, prints what the parser rejects) becomes failed(reason)."""
+        try:
+            result = self.run(argv, timeout=timeout)
+        except Exception as exc:
+            return failed(str(exc))
+        self.keep_output(label, result.stdout, result.stderr)
+        if not result.ok:
+            return failed(f"{Path(argv[0]).name} exited {result.returncode}: {result.tail()}")
+        try:
+            return parse(result)
+        except ValueError as exc:
+            return failed(f"{exc}; stderr: {result.tail()}" if result.stderr.strip() else str(exc))
 
     def keep_output(self, label: str, text: str, stderr: str = "") -> Path:
         """Keep a tool's raw output beside the run (runs/<id>/client/raw/), for checking and parser fixtures."""

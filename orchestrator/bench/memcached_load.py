@@ -161,17 +161,12 @@ class MemcachedLoad(Benchmark):
                 *(["-B"] if o.binary else [])]
         try:
             client.put_file(cfg)
-            result = client.run(argv, timeout=o.timeout)
         except Exception as exc:
             return [Measurement.failed("ops_per_s", "ops/s", str(exc), params)]
-        client.keep_output(f"memaslap-c{point['concurrency']}-v{point['value_size']}", result.stdout, result.stderr)
-        if not result.ok:
-            reason = f"memaslap exited {result.returncode}: {result.tail()}"
-            return [Measurement.failed("ops_per_s", "ops/s", reason, params)]
-        try:
-            return measurements(parse_memaslap(result.stdout), params)
-        except ValueError as exc:
-            return [Measurement.failed("ops_per_s", "ops/s", str(exc), params)]
+        return client.measure(argv, timeout=o.timeout,
+                              label=f"memaslap-c{point['concurrency']}-v{point['value_size']}",
+                              failed=lambda reason: [Measurement.failed("ops_per_s", "ops/s", reason, params)],
+                              parse=lambda result: measurements(parse_memaslap(result.stdout), params))
 
     def versions(self):
         import subprocess

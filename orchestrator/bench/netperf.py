@@ -155,18 +155,9 @@ class Netperf(Benchmark):
         test, size = point["test"], point["message_size"]
         params = {"test": test, "message_size": size, "length_s": self.options.length}
         metric, unit = self.headline(test)
-        try:
-            result = client.run(self.argv(point, target), timeout=self.options.timeout)
-        except Exception as exc:  # a timeout or a tool that would not start: a failed sample with the reason
-            return [Measurement.failed(metric, unit, str(exc), params)]
-        client.keep_output(f"netperf-{test}-{size}", result.stdout, result.stderr)
-        if not result.ok:
-            return [Measurement.failed(metric, unit, f"netperf exited {result.returncode}: {result.tail()}", params)]
-        try:
-            return measurements(test, size, parse_keyval(result.stdout), params)
-        except ValueError as exc:
-            return [Measurement.failed(metric, unit, f"{exc}; stderr: {result.tail()}" if result.stderr.strip()
-                                       else str(exc), params)]
+        return client.measure(self.argv(point, target), timeout=self.options.timeout, label=f"netperf-{test}-{size}",
+                              failed=lambda reason: [Measurement.failed(metric, unit, reason, params)],
+                              parse=lambda result: measurements(test, size, parse_keyval(result.stdout), params))
 
     def versions(self):
         import subprocess

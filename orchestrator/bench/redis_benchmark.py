@@ -67,28 +67,25 @@ class RedisBenchmark(Benchmark):
                 "-c", str(point["clients"]), "-d", str(o.value_size), "-P", str(o.pipeline),
                 "--threads", str(o.threads), "-t", ",".join(o.tests), "--csv"]
         params = {**point, "value_size": o.value_size, "pipeline": o.pipeline}
-        try:
-            result = client.run(argv, timeout=o.timeout)
-        except Exception as exc:  # timeouts and launch failures become failed samples with the reason
-            return [Measurement.failed("requests_per_s", "req/s", str(exc), {**params, "test": t.upper()}) for t in o.tests]
-        if not result.ok:
-            return [Measurement.failed("requests_per_s", "req/s", f"redis-benchmark exited {result.returncode}: "
-                                       f"{result.tail()}", {**params, "test": t.upper()}) for t in o.tests]
-        try:
+        def failed(reason: str) -> list[Measurement]:
+            return [Measurement.failed("requests_per_s", "req/s", reason, {**params, "test": t.upper()}) for t in o.tests]
+
+        def parse(result) -> list[Measurement]:
             parsed = parse_csv(result.stdout)
-        except ValueError as exc:
-            return [Measurement.failed("requests_per_s", "req/s", str(exc), {**params, "test": t.upper()}) for t in o.tests]
-        out = []
-        for test in o.tests:
-            row = parsed.get(test.upper())
-            if row is None:
-                out.append(Measurement.failed("requests_per_s", "req/s", f"no {test.upper()} row in output",
-                                              {**params, "test": test.upper()}))
-                continue
-            for column, (metric, unit) in CSV_METRICS.items():
-                if column in row:
-                    out.append(Measurement(metric, row[column], unit, {**params, "test": test.upper()}))
-        return out
+            out = []
+            for test in o.tests:
+                row = parsed.get(test.upper())
+                if row is None:
+                    out.append(Measurement.failed("requests_per_s", "req/s", f"no {test.upper()} row in output",
+                                                  {**params, "test": test.upper()}))
+                    continue
+                for column, (metric, unit) in CSV_METRICS.items():
+                    if column in row:
+                        out.append(Measurement(metric, row[column], unit, {**params, "test": test.upper()}))
+            return out
+
+        return client.measure(argv, timeout=o.timeout, label=f"redis-benchmark-n{point['requests']}-c{point['clients']}",
+                              failed=failed, parse=parse)
 
     def versions(self):
         import subprocess

@@ -124,18 +124,9 @@ class Wrk(Benchmark):
         argv = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{o.duration}s", "--timeout",
                 f"{o.request_timeout}s", "--latency", url]
         params = {**point, "threads": threads, "duration_s": o.duration}
-        try:
-            result = client.run(argv, timeout=o.timeout)
-        except Exception as exc:
-            return [Measurement.failed("requests_per_s", "req/s", str(exc), params)]
-        client.keep_output(f"wrk-{point['file']}-c{conns}", result.stdout, result.stderr)
-        if not result.ok:
-            reason = f"wrk exited {result.returncode}: {result.tail()}"
-            return [Measurement.failed("requests_per_s", "req/s", reason, params)]
-        try:
-            return measurements(parse_wrk(result.stdout), params)
-        except ValueError as exc:
-            return [Measurement.failed("requests_per_s", "req/s", str(exc), params)]
+        return client.measure(argv, timeout=o.timeout, label=f"wrk-{point['file']}-c{conns}",
+                              failed=lambda reason: [Measurement.failed("requests_per_s", "req/s", reason, params)],
+                              parse=lambda result: measurements(parse_wrk(result.stdout), params))
 
     def versions(self):
         import subprocess
