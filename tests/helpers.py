@@ -26,9 +26,12 @@ def leftovers(run_id: str) -> list[str]:
         parts = line.split(": ")
         if len(parts) > 1 and parts[1].startswith(f"tb{run_id}"):
             found.append(f"link {parts[1]}")
-    for binary, root in (("runc", "/run/testbed-runc"), ("runsc", "/run/testbed-runsc")):
-        out = subprocess.run([binary, "--root", root, "list", "-q"], capture_output=True, text=True).stdout
-        found += [f"{binary} {c}" for c in out.split() if f"-{run_id}-" in c]
+    # runc spells its quiet flag -q, Debian's runsc only -quiet; a list that fails is itself a finding.
+    for binary, root, quiet in (("runc", "/run/testbed-runc", "-q"), ("runsc", "/run/testbed-runsc", "-quiet")):
+        res = subprocess.run([binary, "--root", root, "list", quiet], capture_output=True, text=True)
+        if res.returncode != 0:
+            found.append(f"{binary} list failed: {res.stderr.strip()[:200]}")
+        found += [f"{binary} {c}" for c in res.stdout.split() if f"-{run_id}-" in c]
     procs = subprocess.run(["pgrep", "-af", f"/runs/{run_id}/"], capture_output=True, text=True).stdout
     found += [f"process {p}" for p in procs.strip().split("\n") if p and "pgrep" not in p]
     return found
