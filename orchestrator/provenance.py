@@ -6,11 +6,9 @@ the tools themselves, and testbed's own revision from its git checkout.
 
 from __future__ import annotations
 
-import hashlib
 import platform as _platform
 import subprocess
 from functools import cache
-from pathlib import Path
 
 from . import __version__, paths
 from .hosts.base import Host
@@ -57,10 +55,6 @@ def testbed_revision() -> str:
         return rev.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return f"v{__version__}"
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def controller_facts() -> dict:

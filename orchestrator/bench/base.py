@@ -10,6 +10,7 @@ import itertools
 import os
 import shutil
 import socket
+import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,7 @@ class Benchmark(ABC):
     Options: ClassVar[type[BenchmarkOptions]] = BenchmarkOptions
     workloads: ClassVar[tuple[str, ...]] = ()  # workloads it can drive; () means any
     tools: ClassVar[tuple[str, ...]] = ()  # executables on the client side
+    version_argv: ClassVar[list[str] | None] = None  # prints the tool's version
     cold_start: ClassVar[bool] = False  # True: the runner launches a fresh instance per repetition
 
     def __init__(self, name: str, options: BenchmarkOptions):
@@ -151,7 +153,15 @@ class Benchmark(ABC):
         """One run of the tool at one sweep point; a failing tool yields failed Measurements, not an exception."""
 
     def versions(self) -> dict[str, str]:
-        return {}
+        """The tool's own version line, for provenance (benchmarks with a version_argv)."""
+        if not self.version_argv:
+            return {}
+        argv = self.version_argv
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {argv[0]: f"unknown ({exc})"}
+        return {argv[0]: (out.stdout or out.stderr).strip().split("\n")[0]}
 
     def missing_tools(self) -> list[str]:
         return [t for t in self.tools if shutil.which(t) is None]

@@ -144,6 +144,7 @@ class MemcachedLoad(Benchmark):
     Options = MemcachedLoadOptions
     workloads = ("memcached",)
     tools = (TOOL,)
+    version_argv = [TOOL, "--version"]
 
     def sweep(self):
         return {"concurrency": self.options.concurrency, "value_size": self.options.value_sizes}
@@ -167,9 +168,3 @@ class MemcachedLoad(Benchmark):
                               label=f"memaslap-c{point['concurrency']}-v{point['value_size']}",
                               failed=lambda reason: [Measurement.failed("ops_per_s", "ops/s", reason, params)],
                               parse=lambda result: measurements(parse_memaslap(result.stdout), params))
-
-    def versions(self):
-        import subprocess
-
-        out = subprocess.run([TOOL, "--version"], capture_output=True, text=True, timeout=10)
-        return {TOOL: (out.stdout or out.stderr).strip().split("\n")[0]}

@@ -136,6 +136,7 @@ class Netperf(Benchmark):
     Options = NetperfOptions
     workloads = ("netserver",)
     tools = ("netperf",)
+    version_argv = ["netperf", "-V"]
 
     def sweep(self):
         return {"test": self.options.tests, "message_size": self.options.message_sizes}
@@ -158,9 +159,3 @@ class Netperf(Benchmark):
         return client.measure(self.argv(point, target), timeout=self.options.timeout, label=f"netperf-{test}-{size}",
                               failed=lambda reason: [Measurement.failed(metric, unit, reason, params)],
                               parse=lambda result: measurements(test, size, parse_keyval(result.stdout), params))
-
-    def versions(self):
-        import subprocess
-
-        out = subprocess.run(["netperf", "-V"], capture_output=True, text=True, timeout=10).stdout
-        return {"netperf": out.strip()}

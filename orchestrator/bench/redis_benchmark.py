@@ -57,6 +57,7 @@ class RedisBenchmark(Benchmark):
     Options = RedisBenchmarkOptions
     workloads = ("redis",)
     tools = ("redis-benchmark",)
+    version_argv = ["redis-benchmark", "--version"]
 
     def sweep(self):
         return {"requests": self.options.requests, "clients": self.options.clients}
@@ -86,9 +87,3 @@ class RedisBenchmark(Benchmark):
 
         return client.measure(argv, timeout=o.timeout, label=f"redis-benchmark-n{point['requests']}-c{point['clients']}",
                               failed=failed, parse=parse)
-
-    def versions(self):
-        import subprocess
-
-        out = subprocess.run(["redis-benchmark", "--version"], capture_output=True, text=True, timeout=10).stdout
-        return {"redis-benchmark": out.strip()}

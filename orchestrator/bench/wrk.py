@@ -112,6 +112,7 @@ class Wrk(Benchmark):
     Options = WrkOptions
     workloads = ("nginx",)
     tools = ("wrk",)
+    version_argv = ["wrk", "--version"]
 
     def sweep(self):
         return {"file": self.options.files, "connections": self.options.connections}
@@ -127,9 +128,3 @@ class Wrk(Benchmark):
         return client.measure(argv, timeout=o.timeout, label=f"wrk-{point['file']}-c{conns}",
                               failed=lambda reason: [Measurement.failed("requests_per_s", "req/s", reason, params)],
                               parse=lambda result: measurements(parse_wrk(result.stdout), params))
-
-    def versions(self):
-        import subprocess
-
-        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
-        return {"wrk": (out.stdout or out.stderr).split("\n")[0].strip()}

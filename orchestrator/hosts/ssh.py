@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 import paramiko
 
 from ..errors import CommandTimeout, LaunchError, TestbedError
+from ..images.cache import sha256_file
 from ..ledger import reclaimer
 from .base import CommandResult
 from .local import CommandFailed, netns_argv
@@ -281,7 +282,7 @@ class SshHost:
         """Copy a file with SFTP (to a temporary name, then renamed into place) and verify its
         sha256 on the remote side. A remote file that already has the same content is left alone."""
         local = Path(local)
-        want = hashlib.sha256(local.read_bytes()).hexdigest()
+        want = sha256_file(local)
         if self._sha256(remote, timeout) == want:
             return
         part = f"{remote}.tbpart-{secrets.token_hex(4)}"
