@@ -276,16 +276,26 @@ SIGINT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigint_while_vm_is_up(tmp_path):
+def start_vm_process(tmp_path):
+    """A separate python process that launches a VM through testbed and prints `UP <domain>`."""
     run_id = "v" + uuid.uuid4().hex[:5]
-    script = tmp_path / "sigint_vm.py"
+    script = tmp_path / "vm_process.py"
     script.write_text(SIGINT_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), run_id, str(tmp_path / "runs")], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return run_id, proc
+
+
+def wait_vm_up(proc) -> str:
+    line = proc.stdout.readline()
+    assert line.startswith("UP "), line + proc.stderr.read()
+    return line.split()[1]
+
+
+def test_sigint_while_vm_is_up(tmp_path):
+    run_id, proc = start_vm_process(tmp_path)
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("UP "), line + proc.stderr.read()
-        name = line.split()[1]
+        name = wait_vm_up(proc)
         assert name in virsh_domains()
         time.sleep(1.0)  # the guest is booting
         proc.send_signal(signal.SIGINT)
@@ -304,15 +314,9 @@ def test_sigkill_leaves_nothing_after_gc(tmp_path):
     drops; `testbed gc` (collect_garbage) reclaims the lab network from the ledger."""
     from orchestrator.ledger import collect_garbage
 
-    run_id = "v" + uuid.uuid4().hex[:5]
-    script = tmp_path / "sigkill_vm.py"
-    script.write_text(SIGINT_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), run_id, str(tmp_path / "runs")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_id, proc = start_vm_process(tmp_path)
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("UP "), line + proc.stderr.read()
-        name = line.split()[1]
+        name = wait_vm_up(proc)
         proc.kill()
         proc.wait(timeout=30)
     finally:
