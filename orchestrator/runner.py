@@ -275,7 +275,7 @@ class Runner:
             versions[w.version_argv[0]] = tool_version(self.server_host, w.version_argv) or "missing"
         for name in dict.fromkeys(c.benchmark for c in self.suite.cells):
             b = self._benchmark(name)
-            versions.update(b.versions())
+            versions.update(b.versions(self.client_host))
         return versions
 
     def _workload(self, name: str):

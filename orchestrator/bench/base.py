@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import socket
-import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,16 +150,15 @@ class Benchmark(ABC):
     def run(self, point: dict, target: Target, client: ClientSide) -> list[Measurement]:
         """One run of the tool at one sweep point; a failing tool yields failed Measurements, not an exception."""
 
-    def versions(self) -> dict[str, str]:
-        """The tool's own version line, for provenance (benchmarks with a version_argv)."""
+    def versions(self, host: Host) -> dict[str, str]:
+        """The tool's own version line as the client host reports it, for provenance."""
         if not self.version_argv:
             return {}
         argv = self.version_argv
+        if host.which(argv[0]) is None:
+            return {argv[0]: "missing"}
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            out = host.run(argv, timeout=15, check=False)
+        except Exception as exc:  # noqa: BLE001 - a version we cannot read is recorded, not fatal
             return {argv[0]: f"unknown ({exc})"}
-        return {argv[0]: (out.stdout or out.stderr).strip().split("\n")[0]}
-
-    def missing_tools(self) -> list[str]:
-        return [t for t in self.tools if shutil.which(t) is None]
+        return {argv[0]: (out.stdout.strip() or out.stderr.strip()).split("\n")[0]}

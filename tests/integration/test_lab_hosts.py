@@ -328,6 +328,7 @@ def _two_host_redis(host_a: SshHost, host_b: SshHost, tmp_path: Path) -> None:
         assert kinds == ["remote-process"]
         bench = RedisBenchmark("setget", RedisBenchmarkOptions(tests=["set", "get"], requests=[2000], clients=[5]))
         client = ClientSide(host_b, None, None, tmp_path)
+        assert bench.versions(host_b)["redis-benchmark"].startswith("redis-benchmark ")  # asked over SSH
         measurements = bench.run({"requests": 2000, "clients": 5}, Target(host_a.lab_address, workload.port, "redis"), client)
         assert measurements and all(m.status == "ok" for m in measurements), measurements
         rps = [m for m in measurements if m.metric == "requests_per_s"]

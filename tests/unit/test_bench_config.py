@@ -110,3 +110,19 @@ def test_cli_refuses_bad_options_in_one_line(tmp_path, bench, text, words):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"testbed: error: {path}:") and words in lines[0], res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_tool_versions_are_read_on_the_client_host():
+    """Provenance names the load generator the client host runs: asked through that host."""
+    from orchestrator.bench.netperf import Netperf
+    from orchestrator.bench.redis_benchmark import RedisBenchmark
+    from orchestrator.hosts.local import LocalHost
+
+    class NoTools(LocalHost):
+        def which(self, tool):
+            return None
+
+    bench = RedisBenchmark("rb", RedisBenchmark.Options())
+    assert bench.versions(LocalHost())["redis-benchmark"].startswith("redis-benchmark 7.")
+    assert bench.versions(NoTools()) == {"redis-benchmark": "missing"}
+    assert "2.7.0" in Netperf("np", Netperf.Options()).versions(LocalHost())["netperf"]
