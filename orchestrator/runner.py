@@ -34,6 +34,7 @@ from .platforms.base import Instance, Platform, Timeline, now
 from .provenance import controller_facts, host_facts
 from .provision.doctor import tool_version
 from .results.store import Store
+from .workloads.base import WrongAnswer
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def wait_ready(instance: Instance, workload, executor: NetnsExecutor | None, tim
                 instance.poll_console()
                 return
             last_error = "port open but the probe's answer was wrong"
+        except WrongAnswer as exc:
+            last_error = f"port open but the probe's answer was wrong: {exc}"
         except OSError as exc:
             last_error = exc.strerror or str(exc) or type(exc).__name__
         if now() > deadline:

@@ -39,10 +39,12 @@ from .unikernel_common import UnikernelOptions, UnikernelPlatform, disk_for
 
 ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
 
-# argv[0] is the program's name as baked. redis: rumprun-packages' redis (3.x) has no
-# protected mode and takes its settings as arguments; nginx: rumprun-packages' data.iso layout.
+# argv[0] is the program's name as baked. redis: settings as arguments (no config file on a data
+# disk needed); redis >= 3.2 refuses the lab client in protected mode, so it is off (3.0.x, as
+# rumprun-packages pins, does not know the option: set cmdline). nginx: rumprun-packages' data.iso.
 DEFAULT_CMDLINES = {
-    "redis": "redis-server --bind 0.0.0.0 --port {port} --appendonly no --maxmemory {maxmemory_mb}mb",
+    "redis": "redis-server --bind 0.0.0.0 --port {port} --protected-mode no --appendonly no "
+             "--maxmemory {maxmemory_mb}mb",
     "memcached": "memcached -u root -l 0.0.0.0 -p {port} -U 0 -m {memory_mb} -t {threads} -c 1024",
     "nginx": "nginx -c /data/conf/nginx.conf",
 }

@@ -13,6 +13,7 @@ OSv (`loader.cc`)                       rumprun (hw platform, NetBSD rump kernel
   Cmdline: /app ...   cmdline             === calling "app" main() ===       main_called -> kernel_up, init_started
   <first app line>    app_output          === main() of "app" returned N === main_returned
                       -> init_started     halted                             halted (instance is finished)
+                                          FATAL TRAP: general protection ... fatal_trap (finished; no "halted")
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ RUMP_VIOIF = re.compile(r"^(vioif\d+) at ")
 RUMP_MAIN = re.compile(r'^=== calling "([^"]*)" main\(\) ===')
 RUMP_RETURNED = re.compile(r'^=== main\(\) of "([^"]*)" returned (-?\d+) ===')
 RUMP_HALTED = re.compile(r"^halted\b")
-RUMP_PANIC = re.compile(r"^panic: (.*)$")
+RUMP_PANIC = re.compile(r"^panic: (.*)$", re.IGNORECASE)  # rump kernel "panic:", bmk platform "PANIC:"
+RUMP_TRAP = re.compile(r"^FATAL TRAP: (.*)$")  # the CPU faulted; the platform halts without "halted"
 
 
 @dataclass
@@ -131,6 +133,10 @@ class RumprunConsole(UnikernelConsole):
         if m := RUMP_PANIC.match(text):
             self.finish_reason = self.finish_reason or f"rumprun: panic: {m.group(1)}"
             return [Observation("panic", (), text)]
+        if m := RUMP_TRAP.match(text):
+            self.finished = True
+            self.finish_reason = f"rumprun: FATAL TRAP: {m.group(1)}"
+            return [Observation("fatal_trap", (), text)]
         if RUMP_HALTED.search(text):
             self.finished = True
             self.finish_reason = (self.finish_reason + "; halted") if self.finish_reason else "rumprun: halted"

@@ -70,11 +70,23 @@ class Workload(ABC):
 
     @abstractmethod
     def probe(self, connect: Connect) -> bool:
-        """One application-level readiness check. True only for a correct answer."""
+        """One application-level readiness check: True for a correct answer; a wrong one is False or
+        WrongAnswer (which says what the server said, for the not-ready message)."""
 
     def guest_argv(self, config_path: str) -> list[str]:
         """Command line for a Linux guest's init (defaults to argv)."""
         return self.argv(config_path)
+
+
+class WrongAnswer(Exception):
+    """A server answered a readiness probe, but not as a ready server does; says what it said."""
+
+
+def expect(ok: bool, request: str, got: bytes) -> bool:
+    """True when ok; otherwise WrongAnswer naming the request and the start of the answer."""
+    if not ok:
+        raise WrongAnswer(f"{request} -> {got[:160]!r}")
+    return True
 
 
 def recv_until(sock: socket.socket, terminator: bytes, limit: int = 1 << 16) -> bytes:

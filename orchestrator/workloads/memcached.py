@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Connect, ImageRecipe, Workload, WorkloadOptions, recv_until
+from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 
 class MemcachedOptions(WorkloadOptions):
@@ -30,7 +30,8 @@ class Memcached(Workload):
     def probe(self, connect: Connect) -> bool:
         with connect() as s:
             s.sendall(b"set testbed:probe 0 0 2\r\nok\r\n")
-            if recv_until(s, b"\r\n") != b"STORED\r\n":
-                return False
+            got = recv_until(s, b"\r\n")
+            expect(got == b"STORED\r\n", "set testbed:probe", got)
             s.sendall(b"get testbed:probe\r\n")
-            return recv_until(s, b"END\r\n") == b"VALUE testbed:probe 0 2\r\nok\r\nEND\r\n"
+            got = recv_until(s, b"END\r\n")
+            return expect(got == b"VALUE testbed:probe 0 2\r\nok\r\nEND\r\n", "get testbed:probe", got)

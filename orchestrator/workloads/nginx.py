@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Connect, ImageRecipe, Workload, WorkloadOptions, recv_until
+from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 INDEX_BODY = "testbed nginx ready\n"
 # Static files for wrk: name -> size in bytes (the 4K..128K files of the unikernel papers' nginx runs).
@@ -44,14 +44,13 @@ class Nginx(Workload):
             data = recv_until(s, b"\r\n\r\n")
             head, _, body = data.partition(b"\r\n\r\n")
             length = content_length(head)
-            if not head.startswith(b"HTTP/1.1 200") or length is None:
-                return False
+            expect(head.startswith(b"HTTP/1.1 200") and length is not None, "GET /index.html", head)
             while len(body) < length:
                 chunk = s.recv(4096)
                 if not chunk:
                     break
                 body += chunk
-        return body == INDEX_BODY.encode()
+        return expect(body == INDEX_BODY.encode(), "GET /index.html (body)", body)
 
 
 def content_length(head: bytes) -> int | None:

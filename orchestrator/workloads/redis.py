@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Connect, ImageRecipe, Workload, WorkloadOptions, recv_until
+from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 
 class RedisOptions(WorkloadOptions):
@@ -29,10 +29,11 @@ class Redis(Workload):
     def probe(self, connect: Connect) -> bool:
         with connect() as s:
             s.sendall(b"*1\r\n$4\r\nPING\r\n")
-            if not recv_until(s, b"\r\n").startswith(b"+PONG"):
-                return False
+            got = recv_until(s, b"\r\n")
+            expect(got.startswith(b"+PONG"), "PING", got)  # e.g. -DENIED from a protected-mode server
             s.sendall(b"*3\r\n$3\r\nSET\r\n$13\r\ntestbed:probe\r\n$2\r\nok\r\n")
-            if not recv_until(s, b"\r\n").startswith(b"+OK"):
-                return False
+            got = recv_until(s, b"\r\n")
+            expect(got.startswith(b"+OK"), "SET testbed:probe", got)
             s.sendall(b"*2\r\n$3\r\nGET\r\n$13\r\ntestbed:probe\r\n")
-            return recv_until(s, b"ok\r\n").endswith(b"$2\r\nok\r\n")
+            got = recv_until(s, b"ok\r\n")
+            return expect(got.endswith(b"$2\r\nok\r\n"), "GET testbed:probe", got)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from .base import Connect, ImageRecipe, Workload, WorkloadOptions, recv_until
+from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 SOURCE = Path(__file__).with_name("sysbench") / "tbsysbench.c"
 
@@ -52,4 +52,5 @@ class Sysbench(Workload):
     def probe(self, connect: Connect) -> bool:
         with connect() as s:
             s.sendall(b"ping\n")
-            return recv_until(s, b"\n") == b"pong\n"
+            got = recv_until(s, b"\n")
+            return expect(got == b"pong\n", "ping", got)

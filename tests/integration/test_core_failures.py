@@ -77,6 +77,16 @@ def test_workload_that_never_becomes_ready(tmp_path):
     assert leftovers(run_id) == []
 
 
+def test_wrong_answer_is_quoted_in_the_not_ready_line(tmp_path):
+    # protected mode refuses the client namespace's PING: the one line says what redis answered.
+    path = suite(tmp_path, popts="{ready_timeout: 3}", wopts="{extra_args: [--protected-mode, 'yes']}")
+    res = run_cli("run", str(path), "--store", str(tmp_path / "r.sqlite"), timeout=120)
+    assert res.returncode == 1
+    lines = error_lines(res.stderr)
+    assert len(lines) == 1 and "(port open; last: port open but the probe's answer was wrong: PING -> b'-DENIED" \
+        in lines[0], lines
+
+
 def test_lab_subnet_already_in_use(tmp_path):
     subprocess.run(["ip", "link", "add", "tbtestdum0", "type", "bridge"], check=True)
     try:

@@ -163,6 +163,7 @@ def test_unikernel_domain_is_accepted_by_libvirt_and_console_is_captured(tmp_pat
 
 @pytest.mark.parametrize("fixture,kind,reason", [
     ("rumprun-exit.console", "rumprun", 'rumprun: main() of "nginx" returned 1; halted'),
+    ("rumprun-real-fatal-trap.console", "rumprun", "rumprun: FATAL TRAP: general protection"),
     ("osv-abort.console", "osv", "OSv: Aborted"),
 ])
 def test_instance_stops_a_finished_guest_and_says_why(tmp_path, fixture, kind, reason):
