@@ -11,8 +11,10 @@ OSv (`loader.cc`)                       rumprun (hw platform, NetBSD rump kernel
   eth0: 10.0.0.5      net_configured      NetBSD 7.99.34 (RUMP-ROAST)        rump_kernel
   Booted up in N ms   booted -> kernel_up vioif0 at virtio0: ...             nic_probed
   Cmdline: /app ...   cmdline             === calling "app" main() ===       main_called -> kernel_up, init_started
-  <first app line>    app_output          === main() of "app" returned N === main_returned
-                      -> init_started     halted                             halted (instance is finished)
+  <first app line>    app_output          <app's own lines>                  (the last one kept: app_line)
+                      -> init_started     === main() of "app" returned N === main_returned
+                                          === ERROR: _exit(N) called ===     exit_called (exit() without a return)
+                                          halted                             halted (instance is finished)
                                           FATAL TRAP: general protection ... fatal_trap (finished; no "halted")
 """
 
@@ -37,6 +39,8 @@ RUMP_NETBSD = re.compile(r"^(NetBSD \S+) \(([^)]*)\)")
 RUMP_VIOIF = re.compile(r"^(vioif\d+) at ")
 RUMP_MAIN = re.compile(r'^=== calling "([^"]*)" main\(\) ===')
 RUMP_RETURNED = re.compile(r'^=== main\(\) of "([^"]*)" returned (-?\d+) ===')
+RUMP_EXIT = re.compile(r"^=== (?:ERROR: )?_exit\((-?\d+)\) called ===")  # exit(), or after main returned
+RUMP_IGNORED = re.compile(r"^rumprun: call to ``[^`']*'' ignored")  # unsupported syscalls, not the app's words
 RUMP_HALTED = re.compile(r"^halted\b")
 RUMP_PANIC = re.compile(r"^panic: (.*)$", re.IGNORECASE)  # rump kernel "panic:", bmk platform "PANIC:"
 RUMP_TRAP = re.compile(r"^FATAL TRAP: (.*)$")  # the CPU faulted; the platform halts without "halted"
@@ -113,6 +117,8 @@ class OsvConsole(UnikernelConsole):
 @dataclass
 class RumprunConsole(UnikernelConsole):
     exit_code: int | None = None
+    app_line: str | None = None  # the application's last own line: usually says why it stopped
+    _in_main: bool = False
 
     def _line(self, text: str) -> list[Observation]:
         if RUMP_BOOTSTRAP.search(text):
@@ -124,21 +130,41 @@ class RumprunConsole(UnikernelConsole):
             return [Observation("nic_probed", (), text)]
         if m := RUMP_MAIN.match(text):
             self.facts.setdefault("rumprun_app", m.group(1))
+            self._in_main = True
             # rumprun has configured its network and disks and hands over to the application.
             return [Observation("main_called", ("kernel_up", "init_started"), text)]
         if m := RUMP_RETURNED.match(text):
+            self._in_main = False
             self.exit_code = int(m.group(2))
             self.finish_reason = f'rumprun: main() of "{m.group(1)}" returned {self.exit_code}'
             return [Observation("main_returned", (), text)]
+        if m := RUMP_EXIT.match(text):
+            self._in_main = False
+            if self.exit_code is None:  # exit() without returning from main (after a return it repeats)
+                self.exit_code = int(m.group(1))
+                app = self.facts.get("rumprun_app", "the application")
+                self.finish_reason = f'rumprun: "{app}" called _exit({self.exit_code})'
+            return [Observation("exit_called", (), text)]
         if m := RUMP_PANIC.match(text):
             self.finish_reason = self.finish_reason or f"rumprun: panic: {m.group(1)}"
             return [Observation("panic", (), text)]
         if m := RUMP_TRAP.match(text):
-            self.finished = True
             self.finish_reason = f"rumprun: FATAL TRAP: {m.group(1)}"
+            self._end(None)
             return [Observation("fatal_trap", (), text)]
         if RUMP_HALTED.search(text):
-            self.finished = True
-            self.finish_reason = (self.finish_reason + "; halted") if self.finish_reason else "rumprun: halted"
+            self._end("halted")
             return [Observation("halted", (), text)]
+        if self._in_main and not RUMP_IGNORED.match(text):
+            self.app_line = text
         return []
+
+    def _end(self, event: str | None) -> None:
+        """The guest is finished: the reason is the cause, the event, and the app's last words."""
+        self.finished = True
+        parts = [self.finish_reason or f"rumprun: {event}"]
+        if self.finish_reason and event:
+            parts.append(event)
+        if self.app_line:
+            parts.append(f"last output: {self.app_line}")
+        self.finish_reason = "; ".join(parts)
