@@ -308,6 +308,21 @@ def images_import(kind: str, paths: tuple[Path, ...], name: str | None, blks: tu
     click.echo(f"{state} {kind} image {image.name} sha256:{image.digest} -> {image.path}")  # one line, unwrapped
 
 
+@images.command("webroot")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def images_webroot(directory: Path) -> None:
+    """Write the document root testbed's nginx expects into DIRECTORY, for an image you build.
+
+    index.html is the page the readiness probe asks for; 4k.bin..128k.bin are what wrk fetches.
+    Put DIRECTORY's files where the image's nginx serves from (images/osv/README.md,
+    images/rumprun/README.md).
+    """
+    from .workloads.nginx import write_docroot
+
+    files = write_docroot(directory)
+    click.echo(f"wrote {len(files)} files to {directory}: {' '.join(sorted(f.name for f in files))}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -28,12 +28,7 @@ class Nginx(Workload):
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         self.render("nginx.conf.j2", config_dir / "nginx.conf", port=self.port, options=self.options,
                     root=f"{config_path}/www", prefix=config_path)
-        www = config_dir / "www"
-        www.mkdir(exist_ok=True)
-        (www / "index.html").write_text(INDEX_BODY)
-        for name, size in STATIC_FILES.items():
-            # Deterministic, incompressible-looking content: bytes of a counter pattern.
-            (www / name).write_bytes(bytes((i * 131 + 7) & 0xFF for i in range(size)))
+        write_docroot(config_dir / "www")
 
     def server_argv(self, config_path: str) -> list[str]:
         return ["/usr/sbin/nginx", "-p", config_path, "-c", f"{config_path}/nginx.conf", "-e", "stderr"]
@@ -59,3 +54,16 @@ def content_length(head: bytes) -> int | None:
         if name.strip().lower() == b"content-length":
             return int(value.strip())
     return None
+
+
+def write_docroot(www: Path) -> list[Path]:
+    """The probe's index.html and the files wrk fetches; also for unikernel images built by hand."""
+    www.mkdir(parents=True, exist_ok=True)
+    index = www / "index.html"
+    index.write_text(INDEX_BODY)
+    files = [index]
+    for name, size in STATIC_FILES.items():
+        # Deterministic, incompressible-looking content: bytes of a counter pattern.
+        (www / name).write_bytes(bytes((i * 131 + 7) & 0xFF for i in range(size)))
+        files.append(www / name)
+    return files

@@ -439,6 +439,20 @@ def test_platforms_registered_and_suite_loads():
     assert Osv.attachment == Rumprun.attachment == "vm"
     suite = load_suite(ROOT / "suites" / "unikernels.yaml")
     assert {c.platform for c in suite.cells} == {"native", "runc", "gvisor", "linux-vm", "osv", "rumprun"}
-    # rumprun serves redis only (no nginx image recipe verified); the rest serve both
-    assert {c.workload for c in suite.cells if c.platform == "rumprun"} == {"redis"}
-    assert {c.workload for c in suite.cells if c.platform == "osv"} == {"redis", "nginx"}
+    assert {(c.platform, c.workload, c.benchmark) for c in suite.cells if c.platform == "rumprun"} == {
+        ("rumprun", "redis", "cold-start"), ("rumprun", "redis", "setget"),
+        ("rumprun", "nginx", "cold-start"), ("rumprun", "nginx", "static-http")}
+
+
+def test_webroot_command_writes_what_the_probe_and_wrk_fetch(tmp_path):
+    """Image builders get nginx's document root from testbed itself (images/*/README.md)."""
+    from orchestrator.workloads.nginx import INDEX_BODY, STATIC_FILES
+
+    res = run_cli("images", "webroot", str(tmp_path / "data" / "www"))
+    assert res.returncode == 0, res.stderr
+    www = tmp_path / "data" / "www"
+    assert (www / "index.html").read_text() == INDEX_BODY
+    assert {p.name: p.stat().st_size for p in www.glob("*.bin")} == STATIC_FILES
+    (tmp_path / "afile").write_text("x")
+    res = run_cli("images", "webroot", str(tmp_path / "afile"))
+    assert res.returncode == 2 and "afile" in res.stderr and "Traceback" not in res.stderr
