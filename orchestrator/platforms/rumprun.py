@@ -41,11 +41,15 @@ ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
 
 # argv[0] is the program's name as baked. redis: settings as arguments (no config file on a data
 # disk needed); redis >= 3.2 refuses the lab client in protected mode, so it is off (3.0.x, as
-# rumprun-packages pins, does not know the option: set cmdline). nginx: rumprun-packages' data.iso.
+# rumprun-packages pins, does not know the option: set cmdline). memcached: rumprun's scheduler
+# is cooperative and memcached's LRU maintainer thread polls without blocking, so it would hold
+# the only CPU forever (seen: no answer, every stack in lru_maintainer_thread); memcached serves
+# without it. nginx: rumprun-packages' data.iso layout.
 DEFAULT_CMDLINES = {
     "redis": "redis-server --bind 0.0.0.0 --port {port} --protected-mode no --appendonly no "
              "--maxmemory {maxmemory_mb}mb",
-    "memcached": "memcached -u root -l 0.0.0.0 -p {port} -U 0 -m {memory_mb} -t {threads} -c 1024",
+    "memcached": "memcached -u root -l 0.0.0.0 -p {port} -U 0 -m {memory_mb} -t {threads} -c 1024 "
+                 "-o no_lru_maintainer",
     "nginx": "nginx -c /data/conf/nginx.conf",
 }
 

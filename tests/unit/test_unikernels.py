@@ -228,6 +228,9 @@ def test_default_app_cmdlines_follow_the_workload_options():
                                     "-e stderr")
     assert rump_default(Redis()).split()[0] == "redis-server" and "--port 6379" in rump_default(Redis())
     assert rump_default(Nginx()) == "nginx -c /data/conf/nginx.conf"
+    # both found by booting real images built from Debian's sources (images/rumprun/README.md)
+    assert "--protected-mode no" in rump_default(Redis())
+    assert rump_default(Memcached()).endswith("-o no_lru_maintainer")
     with pytest.raises(ConfigError, match="spaces"):
         rump_default(Redis(Redis.Options(extra_args=["a b"])))
     assert osv_quote('say "hi"') == '"say \\"hi\\""' and osv_quote("") == '""' and osv_quote("x") == "x"
