@@ -49,12 +49,16 @@ OSV_OPTION_WORD = "--"
 # program at /<name> with its libraries, started by the Linux dynamic linker (Debian's servers
 # are linked against glibc symbols OSv's built-in linker does not provide; see
 # images/osv/README.md). Redis takes its whole configuration on the command line; nginx needs the
-# configuration the README puts under /nginx-conf/ (one process: OSv has no fork()).
+# configuration the README puts under /nginx-conf/ (one process: OSv has no fork()). memcached,
+# run as root (OSv's getuid() is always 0), drops to its -u user with setgroups/setgid/setuid,
+# which OSv does not implement as system calls: the README's image carries a three-function shim
+# that the linker preloads (without it memcached stops with "failed to drop supplementary groups").
 LINUX_LD = "/lib64/ld-linux-x86-64.so.2"
 DEFAULT_CMDLINES = {
     "redis": (f"{LINUX_LD} /redis-server --bind 0.0.0.0 --port {{port}} --protected-mode no --save \"\" "
               "--appendonly no --maxmemory {maxmemory_mb}mb"),
-    "memcached": f"{LINUX_LD} /memcached -u root -l 0.0.0.0 -p {{port}} -U 0 -m {{memory_mb}} -t {{threads}} -c 1024",
+    "memcached": (f"{LINUX_LD} --preload /osv-setid.so /memcached -u root -l 0.0.0.0 -p {{port}} -U 0 "
+                  "-m {memory_mb} -t {threads} -c 1024"),
     "nginx": f"{LINUX_LD} /nginx -p /nginx-conf/ -c /nginx-conf/nginx.conf -e stderr",
 }
 

@@ -223,7 +223,8 @@ def test_default_app_cmdlines_follow_the_workload_options():
     assert r.startswith("/lib64/ld-linux-x86-64.so.2 /redis-server --bind 0.0.0.0 --port 6379 --protected-mode no "
                         "--save \"\"")
     assert "--maxmemory 64mb" in r and r.endswith('--hz "a b"')
-    assert osv_default(Memcached()).startswith("/lib64/ld-linux-x86-64.so.2 /memcached -u root -l 0.0.0.0 -p 11211")
+    assert osv_default(Memcached()).startswith("/lib64/ld-linux-x86-64.so.2 --preload /osv-setid.so /memcached "
+                                               "-u root -l 0.0.0.0 -p 11211")
     assert osv_default(Nginx()) == ("/lib64/ld-linux-x86-64.so.2 /nginx -p /nginx-conf/ -c /nginx-conf/nginx.conf "
                                     "-e stderr")
     assert rump_default(Redis()).split()[0] == "redis-server" and "--port 6379" in rump_default(Redis())
