@@ -445,7 +445,8 @@ def test_platforms_registered_and_suite_loads():
     assert {c.platform for c in suite.cells} == {"native", "runc", "gvisor", "linux-vm", "osv", "rumprun"}
     assert {(c.platform, c.workload, c.benchmark) for c in suite.cells if c.platform == "rumprun"} == {
         ("rumprun", "redis", "cold-start"), ("rumprun", "redis", "setget"),
-        ("rumprun", "nginx", "cold-start"), ("rumprun", "nginx", "static-http")}
+        ("rumprun", "nginx", "cold-start"), ("rumprun", "nginx", "static-http"),
+        ("rumprun", "memcached", "cold-start"), ("rumprun", "memcached", "kv")}
 
 
 def test_webroot_command_writes_what_the_probe_and_wrk_fetch(tmp_path):
