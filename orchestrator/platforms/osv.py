@@ -38,6 +38,7 @@ from .unikernel_common import (
     UnikernelOptions,
     UnikernelPlatform,
     disk_for,
+    render_default_cmdline,
     write_into_disk,
 )
 
@@ -105,13 +106,7 @@ def osv_quote(arg: str) -> str:
 
 
 def default_cmdline(workload: Workload) -> str:
-    template = DEFAULT_CMDLINES.get(workload.name)
-    if template is None:
-        raise ConfigError(f"osv: no default command line for workload {workload.name!r}; set the platform's "
-                          f"cmdline option")
-    values = {"port": workload.port, **workload.options.model_dump()}
-    extra = " ".join(osv_quote(a) for a in workload.options.extra_args)
-    return template.format(**values) + (f" {extra}" if extra else "")
+    return render_default_cmdline("osv", DEFAULT_CMDLINES, workload, osv_quote)
 
 
 class Osv(UnikernelPlatform):

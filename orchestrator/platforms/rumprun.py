@@ -35,7 +35,7 @@ from ..virt.domain import DomainSpec
 from ..virt.unikernel_console import RumprunConsole
 from ..virt.unikernel_domain import UnikernelSpec
 from ..workloads.base import Workload
-from .unikernel_common import UnikernelOptions, UnikernelPlatform, disk_for
+from .unikernel_common import UnikernelOptions, UnikernelPlatform, disk_for, render_default_cmdline
 
 ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
 
@@ -98,16 +98,15 @@ def rumprun_config(cmdline: str, address, prefixlen: int, gateway=None, *, iface
     return json_object(pairs)
 
 
+def rumprun_arg(a: str) -> str:
+    """rumprun splits argv on whitespace and has no quoting: an argument must be one word."""
+    if not a or any(c.isspace() for c in a):
+        raise ConfigError(f"rumprun: argument {a!r} is empty or has spaces; rumprun splits argv on whitespace")
+    return a
+
+
 def default_cmdline(workload: Workload) -> str:
-    template = DEFAULT_CMDLINES.get(workload.name)
-    if template is None:
-        raise ConfigError(f"rumprun: no default command line for workload {workload.name!r}; set the platform's "
-                          f"cmdline option")
-    extra = workload.options.extra_args
-    for a in extra:
-        if not a or any(c.isspace() for c in a):
-            raise ConfigError(f"rumprun: argument {a!r} is empty or has spaces; rumprun splits argv on whitespace")
-    return " ".join([template.format(port=workload.port, **workload.options.model_dump()), *extra])
+    return render_default_cmdline("rumprun", DEFAULT_CMDLINES, workload, rumprun_arg)
 
 
 class Rumprun(UnikernelPlatform):

@@ -15,11 +15,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from pydantic import Field, model_validator
 
-from ..errors import CommandTimeout, LaunchError, MissingToolError
+from ..errors import CommandTimeout, ConfigError, LaunchError, MissingToolError
 from ..images.cache import Image, ImageCache
 from ..images.imported import KINDS, find_imported, import_command, imported_images
 from ..net import sriov
@@ -163,6 +163,18 @@ class UnikernelPlatform(LibvirtGuestPlatform):
         timeline.mark("process_started")
         inst = UnikernelInstance(name, attachment, timeline, workdir, self, console, parser, vf)
         return self.running(inst, {"domain": name, "boot": spec.boot, **prov})
+
+
+def render_default_cmdline(kind: str, templates: dict[str, str], workload: Workload,
+                           quote: Callable[[str], str]) -> str:
+    """A platform's default application command line: the workload's template filled from its
+    port and options, then its extra_args, each passed through the platform's quote()."""
+    template = templates.get(workload.name)
+    if template is None:
+        raise ConfigError(f"{kind}: no default command line for workload {workload.name!r}; set the platform's "
+                          f"cmdline option")
+    return " ".join([template.format(port=workload.port, **workload.options.model_dump()),
+                     *(quote(a) for a in workload.options.extra_args)])
 
 
 def disk_for(image: Image, role: str, workdir: Path) -> Disk:
