@@ -79,31 +79,37 @@ def _store(path: str | None):
 @click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite).")
 @click.option("--trust-new-host-key", is_flag=True, help="Accept and remember unknown SSH host keys of lab hosts.")
 @click.option("--check", is_flag=True, help="Only validate the suite and print its matrix.")
-def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool) -> None:
+@click.option("--resume", "resume", metavar="RUN",
+              help="Continue RUN (interrupted or killed) in place: committed repetitions are skipped.")
+def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool, resume: str | None) -> None:
     """Run SUITE (a YAML file in suites/) and print the comparison table."""
-    from .config.suite import load_suite
+    from .plan import load_plan
     from .runner import Runner
 
-    s = load_suite(suite)
+    plan = load_plan(suite)
     if check:
-        console.print(f"{s.path}: {len(s.cells)} cells, digest {s.digest[:12]}")
-        for c in s.cells:
+        console.print(f"{plan.path}: {len(plan.cells)} cells, digest {plan.digest[:12]}")
+        for c in plan.cells:
             console.print(f"  {c.platform} x {c.workload} x {c.benchmark}")
         return
-    for note in s.skipped:
+    for note in plan.skipped:
         err_console.print(f"[dim]note: {note}; those cells are skipped[/dim]")
     store = _store(store_path)
     reporter = RichReporter()
-    runner = Runner(s, store=store, reporter=reporter, trust_new_host_key=trust_new_host_key)
+    runner = Runner(plan, store=store, reporter=reporter, trust_new_host_key=trust_new_host_key, resume=resume)
     try:
         outcome = runner.run()
     finally:
         reporter.stop()
     print_comparison(store, runner.run_id)
     console.print(f"run {outcome.run_id}: {outcome.samples} samples in {store.path}")
-    if outcome.failed_cells:
-        raise TestbedError(f"run {outcome.run_id}: {len(outcome.failed_cells)} cell(s) failed; first: "
-                           f"{outcome.failed_cells[0]}")
+    for line in outcome.not_runnable:
+        console.print(f"[yellow]not runnable here:[/yellow] {line}", highlight=False)
+    failed = outcome.failed_cells
+    if len(failed) == 1:
+        raise TestbedError(f"run {outcome.run_id}: 1 cell failed: {failed[0]}")
+    if failed:  # every failed cell with its reason, one line each, then the count
+        raise TestbedError("\n".join([*failed, f"run {outcome.run_id}: {len(failed)} cells failed"]))
 
 
 HEADLINE_PREFIXES = ("startup_ms", "requests_per_s", "throughput", "transactions_per_s", "latency_p99", "ops_per_s",
@@ -222,7 +228,7 @@ def doctor(host: str | None, lab_file: Path | None, fmt_name: str, trust_new_hos
             t.add_column(col)
         colour = {"pass": "green", "warn": "yellow", "fail": "red"}
         for c in checks:
-            t.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+            t.add_row(c.name, f"[{colour[str(c.status)]}]{c.status}[/]", c.detail, c.fix)
         console.print(t)
     if any(c.status == FAIL for c in checks):
         sys.exit(1)
@@ -249,26 +255,12 @@ def provision(hosts: tuple[str, ...], lab_file: Path | None, tags: str | None, t
 def gc(include_live: bool) -> None:
     """Reclaim what killed runs left behind (namespaces, links, containers, processes, domains)."""
     from . import ledger
-    from .net import netns  # noqa: F401  (registers reclaimers)
-    from .platforms import oci_runtime  # noqa: F401
-    from .hosts import process  # noqa: F401
 
-    _import_optional_reclaimers()
     done = ledger.collect_garbage(include_live_runs=include_live)
     for line in done:
         console.print(line)
     if not done:
         console.print("nothing to reclaim")
-
-
-def _import_optional_reclaimers() -> None:
-    import importlib
-
-    for mod in ("orchestrator.virt.domain", "orchestrator.hosts.ssh", "orchestrator.net.sriov"):
-        try:
-            importlib.import_module(mod)
-        except ImportError:
-            pass
 
 
 @cli.group()
@@ -289,19 +281,25 @@ def images_list() -> None:
 
 
 @images.command("import")
-@click.argument("kind", type=click.Choice(["osv", "rumprun"]))
+@click.argument("kind", metavar="KIND")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--name", help="name cells find it by (default: the directory's / file's name); "
                              "platforms use the workload's name unless they set image:")
 @click.option("--blk", "blks", multiple=True, metavar="IMAGE:MOUNTPOINT",
               help="rumprun: a data disk mounted in the guest, e.g. images/data.iso:/data (repeatable)")
 def images_import(kind: str, paths: tuple[Path, ...], name: str | None, blks: tuple[str, ...]) -> None:
-    """Copy a unikernel image built with its project's own tools into the cache.
+    """Copy a unikernel image (KIND: osv or rumprun) built with its project's own tools into the cache.
 
     osv: a directory with loader-stripped.elf and usr.img (OSv's build/last), or the two files.
     rumprun: the ELF `rumprun-bake hw_virtio` wrote. See images/osv/README.md, images/rumprun/README.md.
     """
     from .images.imported import BlkSource, import_image
+    from .platforms.base import Platform
+
+    kinds = sorted({k for _, cls in Platform.registry.items() if (k := getattr(cls, "image_kind", None))})
+    if kind not in kinds:
+        raise TestbedError(f"images import: kind {kind!r} is not one of {', '.join(kinds)} (the platforms that boot "
+                           f"imported images)")
 
     image = import_image(kind, list(paths), name=name, blk=[BlkSource.parse(b) for b in blks])
     state = "already imported" if image.cache_hit else "imported"

@@ -45,3 +45,8 @@ class Interrupted(TestbedError):
     """SIGINT or SIGTERM arrived; the run tears down and keeps the samples measured so far."""
 
     exit_code = 130
+
+
+class NotRunnableError(TestbedError):
+    """A cell cannot run here, for a reason that is no fault of the run (no SR-IOV NIC, no KVM, an image
+    missing); the cell is reported not runnable with the reason and the run goes on."""

@@ -10,8 +10,18 @@ import platform as _platform
 import subprocess
 from functools import cache
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 from . import __version__, paths
+from .errors import TestbedError
 from .hosts.base import Host
+
+if TYPE_CHECKING:
+    from .bench.base import Benchmark, Measurement
+    from .images.cache import Image
+    from .platforms.base import Instance, Platform
+    from .workloads.base import Workload
 
 
 def host_facts(host: Host) -> dict:
@@ -36,7 +46,7 @@ def host_facts(host: Host) -> dict:
             if line.startswith("PRETTY_NAME="):
                 facts["os"] = line.split("=", 1)[1].strip('"')
         facts["hostname"] = host.run(["uname", "-n"], timeout=10).stdout.strip()
-    except Exception as exc:  # partial facts are still facts; say what failed
+    except (TestbedError, OSError, ValueError) as exc:  # partial facts are still facts; say what failed
         facts["facts_error"] = str(exc)
     return facts
 
@@ -59,3 +69,59 @@ def testbed_revision() -> str:
 
 def controller_facts() -> dict:
     return {"testbed_version": __version__, "testbed_rev": testbed_revision(), "python": _platform.python_version()}
+
+
+@dataclass
+class RunFacts:
+    """What every sample of a run shares: hosts, tool versions, suite, placement, testbed itself."""
+
+    server: dict
+    client: dict | None
+    controller: dict
+    suite: str
+    suite_hash: str
+    tools: dict[str, str] = field(default_factory=dict)
+    placement: dict[str, Any] = field(default_factory=dict)
+    readiness_poll_ms: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the run was resumed, overlap allowed
+
+    def as_run_provenance(self) -> dict:
+        return {"server": self.server, "client": self.client, **self.controller, **self.extra}
+
+
+def sample_provenance(run: RunFacts, platform: "Platform", workload: "Workload", bench: "Benchmark",
+                      image: "Image | None", instance: "Instance | None", point: dict) -> dict:
+    """A sample's provenance: the run's facts, then what this platform, image and instance add."""
+    prov: dict[str, Any] = {
+        "host": run.server,
+        "client_host": run.client or "same as host",
+        "testbed_rev": run.controller["testbed_rev"],
+        "testbed_version": run.controller["testbed_version"],
+        "suite": run.suite,
+        "suite_hash": run.suite_hash,
+        "platform_kind": platform.kind,
+        "platform_options": platform.options.model_dump(mode="json"),
+        "workload_kind": workload.kind,
+        "workload_options": workload.options.model_dump(mode="json"),
+        "benchmark_kind": bench.kind,
+        "benchmark_options": bench.options.model_dump(mode="json"),
+        "tools": run.tools,
+        "placement": {**run.placement, "server_cpus": platform.options.cpus},
+        "readiness_poll_ms": run.readiness_poll_ms,
+        "point_key": point_key(point),
+        **run.extra,
+        **(image.provenance() if image else {}),
+        **platform.provenance(),
+    }
+    if instance is not None:
+        prov["nic"] = str(instance.attachment.nic)
+        prov.update(instance.attachment.facts)
+        prov.update(instance.provenance)
+    return prov
+
+
+def point_key(point: dict) -> str:
+    """A sweep point as a stable string (resume finds committed repetitions by it)."""
+    import json
+
+    return json.dumps(point, sort_keys=True, default=str)

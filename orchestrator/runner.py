@@ -1,46 +1,45 @@
-"""The runner: expands a suite into trials, runs them, writes samples, always tears down.
+"""The runner: the only place that knows the order of steps, and that always tears down.
 
-It is the only place that knows the order of steps:
-    Image.ensure -> LabNet.attach -> Platform.launch -> wait_ready -> Benchmark.run -> Samples -> Store
-Every sample is committed as soon as it is measured, so an interrupted run keeps what it had.
+    preflight -> lab network -> platforms (prepare) -> images -> per (platform, workload):
+        cold-start cells:  N x [attach -> launch -> ready -> measure -> store -> stop -> release]
+        load cells:        attach -> launch -> ready -> per point: warm-up + reps x [run -> store] -> stop
+
+Every sample is committed as soon as it is measured, so an interrupted run keeps what it had;
+a failure of a cell is a failed sample with its reason and the run goes on with the next cell.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 import secrets
 import signal
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from . import paths
-from .bench.base import ClientSide, Measurement, Target
-from .bench.startup import Startup
-from .config.suite import Cell, Suite
-from .errors import (ConfigError, Interrupted, LaunchError, MissingToolError, NotReadyError, ResourceBusyError,
-                     TestbedError)
+from .bench.base import Benchmark, ClientSide, ColdStartBenchmark, LoadBenchmark, Measurement, Target
+from .enums import RunStatus, SampleStatus
+from .errors import (ConfigError, Interrupted, LaunchError, NotRunnableError, ResourceBusyError, TestbedError)
 from .hosts.base import Host
-from .hosts.local import LocalHost
 from .images.cache import Image, ImageCache
 from .ledger import Ledger
-from .net.labnet import Attachment, LabNet
-from .net.netns import NetnsExecutor, port_in_use
-from .platforms.base import Instance, Platform, Timeline, now
-from .provenance import controller_facts, host_facts
-from .provision.doctor import tool_version
+from .net.labnet import Attachment, HostLink, LabNet, LabNetwork
+from .net.netns import NetnsExecutor
+from .placement import Placement, host_named, resolve
+from .plan import Cell, Plan
+from .platforms.base import Instance, Platform
+from .preflight import preflight
+from .provenance import RunFacts, controller_facts, host_facts, point_key, sample_provenance
+from .readiness import POLL_INTERVAL, SocketFactory, plain_socket, wait_ready
 from .results.store import Store
-from .workloads.base import WrongAnswer
+from .timeline import Timeline
+from .workloads.base import Workload
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 0.005  # readiness polling; the phase resolution this gives is recorded in provenance
-CONNECT_TIMEOUT = 0.5
-PROBE_TIMEOUT = 3.0
+# What a cell's launch can fail with, as a cell failure (recorded, the run goes on).
+CELL_ERRORS = (LaunchError, ResourceBusyError, NotRunnableError)
 
 
 class Reporter:
@@ -56,397 +55,341 @@ class Reporter:
 @dataclass
 class RunOutcome:
     run_id: str
-    status: str
+    status: RunStatus
     samples: int = 0
     failed_cells: list[str] = field(default_factory=list)
+    not_runnable: list[str] = field(default_factory=list)
     reason: str | None = None
 
 
 def new_run_id() -> str:
-    return secrets.token_hex(3)
+    return secrets.token_hex(4)
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def wait_ready(instance: Instance, workload, executor: NetnsExecutor | None, timeout: float) -> None:
-    """Poll until the workload gives a correct application response; mark port_open and ready."""
-    tl = instance.timeline
-    deadline = now() + timeout
-    last_error = "no answer"
-
-    def connect():
-        if executor is None:
-            import socket
-            return socket.create_connection((instance.address, workload.port), CONNECT_TIMEOUT)
-        return executor.connect(instance.address, workload.port, CONNECT_TIMEOUT)
-
-    while True:
-        instance.poll_console()
-        if not instance.alive():
-            raise LaunchError(f"{instance.name} stopped before it became ready: {instance.exit_reason()}")
-        try:
-            sock = connect()
-            t_open = now()
-            sock.settimeout(PROBE_TIMEOUT)
-            tl.mark("port_open", t_open)
-
-            def first():
-                return sock
-
-            if workload.probe(first):
-                tl.mark("ready", now())
-                instance.poll_console()
-                return
-            last_error = "port open but the probe's answer was wrong"
-        except WrongAnswer as exc:
-            last_error = f"port open but the probe's answer was wrong: {exc}"
-        except OSError as exc:
-            last_error = exc.strerror or str(exc) or type(exc).__name__
-        if now() > deadline:
-            port_state = "open" if tl.has("port_open") else "closed"
-            raise NotReadyError(f"{instance.name}: {workload.name} at {instance.address}:{workload.port} gave no "
-                                f"correct answer to its readiness probe within {timeout:g} s (port {port_state}; "
-                                f"last: {last_error})")
-        time.sleep(POLL_INTERVAL)
-
-
-def split_cpus(count: int) -> tuple[list[int] | None, list[int] | None]:
-    """auto placement: load generator on the first half of the CPUs, server on the rest."""
-    if count < 2:
-        return None, None
-    half = count // 2
-    return list(range(half, count)), list(range(half))
-
-
 class Runner:
-    def __init__(self, suite: Suite, *, store: Store, reporter: Reporter | None = None,
+    def __init__(self, plan: Plan, *, store: Store, reporter: Reporter | None = None,
                  server_host: Host | None = None, client_host: Host | None = None,
-                 run_id: str | None = None, trust_new_host_key: bool = False):
-        self.suite = suite
+                 run_id: str | None = None, trust_new_host_key: bool = False,
+                 resume: str | None = None, cache: ImageCache | None = None,
+                 labnet_factory: Callable[[str, str, Ledger], LabNet] | None = None):
+        self.plan = plan
         self.store = store
         self.reporter = reporter or Reporter()
-        self.run_id = run_id or new_run_id()
-        self.server_host = server_host or self._host(suite.model.placement.server_host, trust_new_host_key)
-        self.client_host = client_host or self._host(suite.model.placement.client_host, trust_new_host_key)
-        self.remote_server = not isinstance(self.server_host, LocalHost)
+        self.resume = resume
+        self.run_id = resume or run_id or new_run_id()
+        pm = plan.model.placement
+        self.server_host = server_host or host_named(pm.server_host, plan.model.lab.lab_file, plan.path,
+                                                     trust_new_host_key)
+        self.client_host = client_host or host_named(pm.client_host, plan.model.lab.lab_file, plan.path,
+                                                     trust_new_host_key)
         self.workdir = paths.runs_dir() / self.run_id
-        self.cache = ImageCache()
+        self.cache = cache or ImageCache()
+        self.labnet_factory = labnet_factory or LabNet
         self.platforms: dict[str, Platform] = {}
         self.images: dict[tuple[str, str], Image] = {}
         self.samples = 0
         self.failed_cells: list[str] = []
+        self.not_runnable: list[str] = []
+        self.done: set[tuple] = set()  # committed (platform, workload, benchmark, point, repetition) when resuming
 
-    # --- hosts -----------------------------------------------------------------------
-    def _host(self, name: str, trust_new: bool) -> Host:
-        if name in ("localhost", "local"):
-            return LocalHost()
-        lab_file = self.suite.model.lab.lab_file
-        if not lab_file:
-            raise ConfigError(f"{self.suite.path}: placement: host {name!r} needs lab.lab_file naming the lab hosts file")
-        from .config.lab import load_lab
-        from .hosts.ssh import SshHost
-
-        lab_path = (self.suite.path.parent / lab_file) if not Path(lab_file).is_absolute() else Path(lab_file)
-        lab = load_lab(lab_path)
-        return SshHost.from_lab(lab.host(name), trust_new=trust_new)
-
-    # --- preflight -------------------------------------------------------------------
-    def preflight(self) -> None:
-        """Everything that can be checked before anything is created."""
-        missing: list[str] = []
-        for cell in self.suite.cells:
-            entry = self.suite.platforms[cell.platform]
-            for tool in entry.cls.tools:
-                if self.server_host.which(tool) is None:
-                    missing.append(f"{tool} (platform {cell.platform})")
-            bench = self.suite.benchmarks[cell.benchmark]
-            for tool in bench.cls.tools:
-                if self.client_host.which(tool) is None:
-                    missing.append(f"{tool} (benchmark {cell.benchmark})")
-        if missing:
-            raise MissingToolError(f"missing on this host: {', '.join(dict.fromkeys(missing))}; run ./setup.sh "
-                                   f"or see `testbed doctor`")
-        if not self.remote_server:
-            self._check_subnet_free()
-
-    def _check_subnet_free(self) -> None:
-        subnet = ipaddress.IPv4Network(self.suite.model.lab.subnet)
-        out = LocalHost().run(["ip", "-o", "-4", "addr", "show"], timeout=10).stdout
-        for line in out.split("\n"):
-            parts = line.split()
-            if len(parts) >= 4 and parts[2] == "inet":
-                iface = ipaddress.IPv4Interface(parts[3])
-                if iface.network.overlaps(subnet):
-                    raise ResourceBusyError(
-                        f"{self.suite.path}: lab.subnet {subnet} overlaps {iface} on host interface {parts[1]}; "
-                        f"choose a subnet this host does not use")
+    @property
+    def local_lab(self) -> bool:
+        return self.server_host.is_local
 
     # --- the run ---------------------------------------------------------------------
     def run(self) -> RunOutcome:
-        suite = self.suite
-        self.preflight()
-        old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM,)}
-        ledger = Ledger(self.run_id)
-        facts = {"server": host_facts(self.server_host),
-                 "client": host_facts(self.client_host) if self.client_host.name != self.server_host.name else None,
-                 **controller_facts()}
-        self.facts = facts
-        self.store.begin_run(self.run_id, suite.name, str(suite.path), suite.digest, facts["testbed_rev"], facts)
-        status, reason = "ok", None
+        plan = self.plan
+        placement = resolve(plan.model.placement, self.server_host, self.client_host)
+        self.placement = placement
+        ledger = Ledger(self.run_id, info={"hosts": [self.server_host.name, self.client_host.name],
+                                          "cpus": placement.server_cpus, "client_cpus": placement.client_cpus})
+        self.ledger = ledger
+        status, reason = RunStatus.OK, None
+        old = signal.signal(signal.SIGTERM, _interrupt)
         try:
             with ExitStack() as stack:
                 stack.callback(ledger.close)
                 stack.callback(self._safety_net, ledger)
-                self.workdir.mkdir(parents=True, exist_ok=True)
-                labnet = None
-                if not self.remote_server:
-                    labnet = LabNet(self.run_id, suite.model.lab.subnet, ledger)
-                    stack.callback(labnet.destroy)
-                    labnet.create()
-                self._build_platforms(ledger, stack)
-                self._build_images()
-                self.tool_versions = self._tool_versions()
-                self.reporter.start(self._total_trials(), self.run_id)
-                executor = NetnsExecutor(labnet.client_ns) if labnet else None
-                if executor:
-                    stack.callback(executor.close)
-                for (platform, workload), cells in self._groups().items():
-                    self._run_group(platform, workload, cells, labnet, executor)
-        except KeyboardInterrupt as exc:
-            status, reason = "interrupted", f"interrupted by {exc.args[0] if exc.args else 'SIGINT'}"
-            raise Interrupted(f"run {self.run_id} {reason}; {self.samples} samples kept in {self.store.path}") from None
-        except TestbedError as exc:
-            status, reason = "failed", str(exc)
-            raise
-        except Exception as exc:
-            status, reason = "failed", f"{type(exc).__name__}: {exc}"
-            raise
+                self._make_platforms(placement)
+                checked = preflight(plan, placement, self.platforms, local_lab=self.local_lab)
+                self.facts = self._facts(placement)
+                self._begin()
+                try:
+                    self._run(stack, checked.not_runnable)
+                except KeyboardInterrupt as exc:
+                    status = RunStatus.INTERRUPTED
+                    reason = f"interrupted by {exc.args[0] if exc.args else 'SIGINT'}"
+                    raise Interrupted(f"run {self.run_id} {reason}; {self.samples} samples kept in "
+                                      f"{self.store.path}") from None
+                except TestbedError as exc:
+                    status, reason = RunStatus.FAILED, str(exc)
+                    raise
+                except Exception as exc:  # a bug in testbed: the run says so, and the bug surfaces as a bug
+                    status, reason = RunStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+                    raise
+                finally:
+                    if status == RunStatus.OK and self.failed_cells:
+                        status, reason = RunStatus.FAILED, f"{len(self.failed_cells)} cell(s) failed: " + \
+                            "; ".join(self.failed_cells)
+                    self.store.end_run(self.run_id, status, reason)
         finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-            if status == "ok" and self.failed_cells:
-                status, reason = "failed", f"{len(self.failed_cells)} cell(s) failed: {self.failed_cells[0]}"
-            self.store.end_run(self.run_id, status, reason)
-        return RunOutcome(self.run_id, status, self.samples, self.failed_cells, reason)
+            signal.signal(signal.SIGTERM, old)
+        return RunOutcome(self.run_id, status, self.samples, self.failed_cells, self.not_runnable, reason)
+
+    def _begin(self) -> None:
+        plan = self.plan
+        if self.resume:
+            info = self.store.run_info(self.resume)
+            if info is None:
+                raise ConfigError(f"--resume {self.resume}: no such run in {self.store.path}; see `testbed results --list`")
+            if info["suite_hash"] != plan.digest:
+                raise ConfigError(f"--resume {self.resume}: {plan.path} changed since that run (suite hash "
+                                  f"{info['suite_hash'][:12]} -> {plan.digest[:12]}); start a new run")
+            changed = resume_differences(info["provenance"], self.facts.as_run_provenance())
+            if changed:
+                raise ConfigError(f"--resume {self.resume}: the host's configuration changed since that run "
+                                  f"({'; '.join(changed)}); start a new run")
+            self.done = self.store.committed(self.resume)
+            self.store.note_resumed(self.resume, {"resumed_at_samples": len(self.done)})
+        else:
+            self.store.begin_run(self.run_id, plan.name, str(plan.path), plan.digest,
+                                 self.facts.controller["testbed_rev"], self.facts.as_run_provenance())
+
+    def _facts(self, placement: Placement) -> RunFacts:
+        server = host_facts(self.server_host)
+        client = host_facts(self.client_host) if not placement.same_host else None
+        facts = RunFacts(server, client, controller_facts(), self.plan.name, self.plan.digest,
+                         placement=placement.as_dict(), readiness_poll_ms=POLL_INTERVAL * 1000)
+        if self.resume:
+            facts.extra["resumed"] = True
+        return facts
+
+    def _run(self, stack: ExitStack, not_runnable: dict[Cell, str]) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        net: LabNetwork
+        executor: NetnsExecutor | None = None
+        if self.local_lab:
+            labnet = self.labnet_factory(self.run_id, self.plan.model.lab.subnet, self.ledger)
+            stack.callback(labnet.destroy)
+            labnet.create()
+            net = labnet
+            if labnet.client_ns:  # a lab network of namespaces (fakes for tests have none)
+                executor = NetnsExecutor(labnet.client_ns)
+                stack.callback(executor.close)
+            self.client_netns: str | None = labnet.client_ns
+        else:
+            net = HostLink(self.server_host.name, self.server_host.lab_address)
+            self.client_netns = None
+        self.net = net
+        self.make_socket: SocketFactory = (lambda: executor.call(plain_socket)) if executor else plain_socket
+        self.connector = (lambda a, p, t: executor.connect(a, p, t)) if executor else None
+        runnable = [c for c in self.plan.cells if c not in not_runnable]
+        for name in dict.fromkeys(c.platform for c in runnable):
+            self.reporter.phase(f"preparing {name}")
+            self.platforms[name].prepare()
+        for platform, workload in dict.fromkeys((c.platform, c.workload) for c in runnable):
+            self.reporter.phase(f"image for {platform}/{workload}")
+            image = self.platforms[platform].image(self.plan.workloads[workload], self.cache)
+            if not image.cache_hit and image.build_seconds:
+                self.reporter.phase(f"built {image.kind} image {image.name} in {image.build_seconds:.1f} s")
+            self.images[(platform, workload)] = image
+        self.facts.tools = self._tool_versions(runnable)
+        self.reporter.start(sum(self.plan.trials(c) for c in self.plan.cells), self.run_id)
+        for cell, why in not_runnable.items():
+            self._not_runnable(cell, why)
+        for (pname, wname), cells in self.plan.groups().items():
+            cells = [c for c in cells if c not in not_runnable]
+            if cells:
+                self._run_group(self.platforms[pname], self.plan.workloads[wname], cells)
+
+    def _make_platforms(self, placement: Placement) -> None:
+        for name in dict.fromkeys(c.platform for c in self.plan.cells):
+            entry = self.plan.platforms[name]
+            options = entry.options
+            if options.cpus is None and placement.server_cpus:
+                options = options.model_copy(update={"cpus": placement.server_cpus})
+            p = entry.cls(name, options, self.server_host, self.ledger, self.workdir / name)
+            self.platforms[name] = p
 
     def _safety_net(self, ledger: Ledger) -> None:
+        for p in self.platforms.values():
+            p.close()
         leftovers = ledger.reclaim_live()
         if leftovers:
             log.warning("reclaimed after teardown: %s", ", ".join(leftovers))
 
-    def _build_platforms(self, ledger: Ledger, stack: ExitStack) -> None:
-        placement = self.suite.model.placement
-        # Auto placement splits one host's CPUs; on two hosts each side keeps all of its own.
-        same_host = self.server_host.name == self.client_host.name
-        count = int(self.server_host.run(["nproc"], timeout=10).stdout.strip())
-        auto_server, auto_client = split_cpus(count) if same_host else (None, None)
-
-        def choose(value, auto):
-            return auto if value == "auto" else (None if value == "none" else value)
-
-        self.server_cpus = choose(placement.server_cpus, auto_server)
-        self.client_cpus = choose(placement.client_cpus, auto_client)
-        for name in dict.fromkeys(c.platform for c in self.suite.cells):
-            entry = self.suite.platforms[name]
-            options = entry.options
-            if options.cpus is None and self.server_cpus:
-                options = options.model_copy(update={"cpus": self.server_cpus})
-            p = entry.cls(name, options, self.server_host, ledger, self.workdir / name)
-            p.workdir.mkdir(parents=True, exist_ok=True)
-            self.reporter.phase(f"preparing {name}")
-            p.prepare()
-            stack.callback(p.close)
-            self.platforms[name] = p
-
-    def _build_images(self) -> None:
-        for platform, workload in dict.fromkeys((c.platform, c.workload) for c in self.suite.cells):
-            self.reporter.phase(f"image for {platform}/{workload}")
-            w = self._workload(workload)
-            image = self.platforms[platform].image(w, self.cache)
-            if not image.cache_hit and image.build_seconds:
-                self.reporter.phase(f"built {image.kind} image {image.name} in {image.build_seconds:.1f} s")
-            self.images[(platform, workload)] = image
-
-    def _tool_versions(self) -> dict:
+    def _tool_versions(self, cells: list[Cell]) -> dict[str, str]:
         versions: dict[str, str] = {}
-        for p in self.platforms.values():
-            versions.update(p.versions())
-        for name in dict.fromkeys(c.workload for c in self.suite.cells):
-            w = self._workload(name)
-            versions[w.version_argv[0]] = tool_version(self.server_host, w.version_argv) or "missing"
-        for name in dict.fromkeys(c.benchmark for c in self.suite.cells):
-            b = self._benchmark(name)
-            versions.update(b.versions(self.client_host))
+        for name in dict.fromkeys(c.platform for c in cells):
+            versions.update(self.platforms[name].versions())
+        for name in dict.fromkeys(c.workload for c in cells):
+            for t in self.plan.workloads[name].tools:
+                if t.version_argv:
+                    from .tools import version_line
+
+                    versions[t.name] = version_line(self.server_host, t.version_argv)
+        for name in dict.fromkeys(c.benchmark for c in cells):
+            versions.update(self.plan.benchmarks[name].versions(self.client_host))
         return versions
 
-    def _workload(self, name: str):
-        entry = self.suite.workloads[name]
-        return entry.cls(entry.options)
-
-    def _benchmark(self, name: str):
-        entry = self.suite.benchmarks[name]
-        return entry.cls(name, entry.options)
-
-    def _groups(self) -> dict[tuple[str, str], list[Cell]]:
-        groups: dict[tuple[str, str], list[Cell]] = {}
-        for cell in self.suite.cells:
-            groups.setdefault((cell.platform, cell.workload), []).append(cell)
-        return groups
-
-    def _reps(self, bench) -> int:
-        return bench.options.repetitions or self.suite.model.repetitions
-
-    def _total_trials(self) -> int:
-        total = 0
-        for cell in self.suite.cells:
-            b = self._benchmark(cell.benchmark)
-            total += (b.options.warmup + self._reps(b)) * len(b.points())
-        return total
-
-    # --- trials ----------------------------------------------------------------------
-    def _attach(self, platform: Platform, labnet: LabNet | None) -> Attachment:
-        if labnet is None:
-            return self._remote_attachment(platform)
-        if platform.attachment == "vm":
-            return labnet.attach_vm(getattr(platform.options, "nic", "virtio"))
-        return labnet.attach_namespace(platform.kind.replace("-", "")[:6])
-
-    def _remote_attachment(self, platform: Platform) -> Attachment:
-        address = getattr(self.server_host, "lab_address", None)
-        if not address:
-            raise ConfigError(f"host {self.server_host.name}: lab_address is needed to place a server there")
-        iface = ipaddress.IPv4Interface(address if "/" in address else f"{address}/24")
-        return Attachment(iface.ip, iface.network, iface.ip, "", nic="host")
-
-    def _launch_ready(self, platform: Platform, workload, labnet, executor) -> tuple[Instance, Attachment]:
-        attachment = self._attach(platform, labnet)
-        if labnet is None and port_in_use(str(attachment.address), workload.port, None):
-            raise ResourceBusyError(f"{attachment.address}:{workload.port} on {self.server_host.name} is already in "
-                                    f"use; stop whatever listens there")
+    # --- groups and trials -----------------------------------------------------------
+    def _launch_ready(self, platform: Platform, workload: Workload) -> tuple[Instance, Attachment]:
+        attachment = platform.attach(self.net)
         instance = None
         try:
             timeline = Timeline()
             instance = platform.launch(self.images[(platform.name, workload.name)], workload, attachment, timeline)
-            wait_ready(instance, workload, executor, platform.options.ready_timeout)
+            wait_ready(instance, workload, self.make_socket, platform.options.ready_timeout)
             return instance, attachment
         except BaseException:
-            if instance is not None:
-                instance.stop()
-            if labnet is not None:
-                labnet.release(attachment)
+            try:
+                if instance is not None:
+                    instance.stop(fast=True)
+            finally:
+                self.net.release(attachment)
             raise
 
-    def _teardown(self, instance: Instance, attachment: Attachment, labnet: LabNet | None) -> None:
+    def _teardown(self, instance: Instance, attachment: Attachment, *, fast: bool) -> None:
         try:
-            instance.stop()
+            instance.stop(fast=fast)
         finally:
-            if labnet is not None:
-                labnet.release(attachment)
+            self.net.release(attachment)
 
-    def _run_group(self, pname: str, wname: str, cells: list[Cell], labnet, executor) -> None:
-        platform = self.platforms[pname]
-        workload = self._workload(wname)
-        cold = [c for c in cells if self._benchmark(c.benchmark).cold_start]
-        load = [c for c in cells if not self._benchmark(c.benchmark).cold_start]
-        for cell in cold:
-            self._cold_starts(platform, workload, self._benchmark(cell.benchmark), labnet, executor)
+    def _run_group(self, platform: Platform, workload: Workload, cells: list[Cell]) -> None:
+        for cell in self.plan.cold(cells):
+            bench = self.plan.benchmarks[cell.benchmark]
+            assert isinstance(bench, ColdStartBenchmark)
+            self._cold_starts(cell, platform, workload, bench)
+        load = [c for c in self.plan.load(cells) if not self._cell_done(c)]
         if not load:
             return
-        self.reporter.phase(f"{pname}/{wname}: launching for load benchmarks")
+        self.reporter.phase(f"{platform.name}/{workload.name}: launching for load benchmarks")
         try:
-            instance, attachment = self._launch_ready(platform, workload, labnet, executor)
-        except (LaunchError, ResourceBusyError) as exc:
+            instance, attachment = self._launch_ready(platform, workload)
+        except CELL_ERRORS as exc:
             for cell in load:
-                b = self._benchmark(cell.benchmark)
-                self._fail_cell(cell, b, str(exc), platform, workload)
+                self._fail_cell(cell, str(exc))
             return
         try:
             for cell in load:
-                self._load(platform, workload, instance, self._benchmark(cell.benchmark), labnet)
+                bench = self.plan.benchmarks[cell.benchmark]
+                assert isinstance(bench, LoadBenchmark)
+                if not self._load(cell, platform, workload, instance, bench):
+                    break  # the instance died: the group's other cells have nothing to measure
         finally:
-            self._teardown(instance, attachment, labnet)
+            self._teardown(instance, attachment, fast=False)
 
-    def _fail_cell(self, cell: Cell, bench, reason: str, platform: Platform, workload) -> None:
-        self.failed_cells.append(f"{cell.platform}/{cell.workload}/{cell.benchmark}: {reason}")
-        self.reporter.warn(f"{cell.platform}/{cell.workload}/{cell.benchmark}: {reason}")
-        self._store(platform, workload, bench, None,
-                    Measurement.failed("cell", "-", reason), repetition=0)
-        self.reporter.advance((bench.options.warmup + self._reps(bench)) * len(bench.points()))
+    def _cell_done(self, cell: Cell) -> bool:
+        """Resuming: every repetition of every point of the cell is committed."""
+        if not self.done:
+            return False
+        bench = self.plan.benchmarks[cell.benchmark]
+        return all((cell.platform, cell.workload, cell.benchmark, point_key(p), r) in self.done
+                   for p in bench.points() for r in range(self.plan.repetitions(bench)))
 
-    def _cold_starts(self, platform: Platform, workload, bench: Startup, labnet, executor) -> None:
-        reps, warmup = self._reps(bench), bench.options.warmup
+    def _fail_cell(self, cell: Cell, reason: str, status: SampleStatus = SampleStatus.FAILED) -> None:
+        bench = self.plan.benchmarks[cell.benchmark]
+        if status == SampleStatus.FAILED:
+            self.failed_cells.append(f"{cell}: {reason}")
+            self.reporter.warn(f"{cell}: {reason}")
+        m = Measurement("cell", None, "-", {}, status, reason)
+        self._store(cell, None, m, {}, repetition=0)
+        self.reporter.advance(self.plan.trials(cell))
+
+    def _not_runnable(self, cell: Cell, reason: str) -> None:
+        self.not_runnable.append(f"{cell}: {reason}")
+        self._fail_cell(cell, reason, SampleStatus.NOT_RUNNABLE)
+
+    def _cold_starts(self, cell: Cell, platform: Platform, workload: Workload, bench: ColdStartBenchmark) -> None:
+        reps, warmup = self.plan.repetitions(bench), bench.options.warmup
+        key = point_key({})
         for i in range(warmup + reps):
             rep = i - warmup
+            if rep >= 0 and (cell.platform, cell.workload, cell.benchmark, key, rep) in self.done:
+                self.reporter.advance()
+                continue
             label = "warm-up" if rep < 0 else f"{rep + 1}/{reps}"
             self.reporter.phase(f"{platform.name}/{workload.name}: cold start {label}")
             try:
-                instance, attachment = self._launch_ready(platform, workload, labnet, executor)
-            except (LaunchError, ResourceBusyError) as exc:
+                instance, attachment = self._launch_ready(platform, workload)
+            except CELL_ERRORS as exc:
                 if rep >= 0:
-                    self._store(platform, workload, bench, None,
-                                Measurement.failed("startup_ms", "ms", str(exc)), repetition=rep)
-                self.failed_cells.append(f"{platform.name}/{workload.name}/{bench.name}: {exc}")
+                    self._store(cell, None, Measurement.failed("startup_ms", "ms", str(exc)), {}, repetition=rep)
+                self.failed_cells.append(f"{cell}: {exc}")
                 self.reporter.warn(str(exc))
                 self.reporter.advance(warmup + reps - i)
                 return  # a platform that cannot start will not start on the next try either
             try:
                 if rep >= 0:
                     for m in bench.measure(instance.timeline):
-                        self._store(platform, workload, bench, instance, m, repetition=rep)
+                        self._store(cell, instance, m, {}, repetition=rep)
             finally:
-                self._teardown(instance, attachment, labnet)
+                self._teardown(instance, attachment, fast=True)
             self.reporter.advance()
 
-    def _load(self, platform: Platform, workload, instance: Instance, bench, labnet) -> None:
-        client = ClientSide(self.client_host, labnet.client_ns if labnet else None, self.client_cpus,
-                            self.workdir / "client")
-        target = Target(instance.address, workload.port, workload.name)
-        reps, warmup = self._reps(bench), bench.options.warmup
+    def _load(self, cell: Cell, platform: Platform, workload: Workload, instance: Instance,
+              bench: LoadBenchmark) -> bool:
+        """Every point and repetition of a load cell; False when the instance died under load."""
+
+        def watch() -> str | None:
+            return None if instance.alive() else f"instance died: {instance.exit_reason()}"
+
+        client = ClientSide(self.client_host, self.client_netns, self.placement.client_cpus,
+                            self.workdir / "client", watch=watch,
+                            **({"connector": self.connector} if self.connector else {}))
+        target = Target(instance.address, workload.port, workload.kind)
+        reps, warmup = self.plan.repetitions(bench), bench.options.warmup
         for point in bench.points():
-            for i in range(warmup + reps):
-                rep = i - warmup
+            key = point_key(point)
+            todo = [r for r in range(reps) if (cell.platform, cell.workload, cell.benchmark, key, r) not in self.done]
+            if not todo:
+                self.reporter.advance(warmup + reps)
+                continue
+            self.reporter.advance(reps - len(todo))
+            for rep in [-1] * warmup + todo:
                 label = "warm-up" if rep < 0 else f"{rep + 1}/{reps}"
                 self.reporter.phase(f"{platform.name}/{workload.name}: {bench.name} {point or ''} {label}")
-                if not instance.alive():
-                    m = Measurement.failed("instance", "-", f"instance died: {instance.exit_reason()}", point)
-                    self._store(platform, workload, bench, instance, m, repetition=max(rep, 0))
-                    self.failed_cells.append(f"{platform.name}/{workload.name}/{bench.name}: instance died")
-                    return
-                measurements = bench.run(point, target, client)
+                died = watch()
+                if died is None:
+                    measurements = bench.run(point, target, client)
+                    died = watch()  # a tool stopped because the instance died says so in its reason too
+                if died is not None:
+                    m = Measurement.failed("instance", "-", died, point)
+                    self._store(cell, instance, m, point, repetition=max(rep, 0))
+                    self.failed_cells.append(f"{cell}: {died}")
+                    self.reporter.warn(f"{cell}: {died}")
+                    return False
                 if rep >= 0:
                     for m in measurements:
-                        self._store(platform, workload, bench, instance, m, repetition=rep)
+                        self._store(cell, instance, m, point, repetition=rep)
                 self.reporter.advance()
+        return True
 
-    def _store(self, platform: Platform, workload, bench, instance: Instance | None, m: Measurement, *,
-               repetition: int) -> None:
-        image = self.images.get((platform.name, workload.name))
-        prov = {
-            "host": self.facts["server"],
-            "client_host": self.facts["client"] or "same as host",
-            "testbed_rev": self.facts["testbed_rev"],
-            "testbed_version": self.facts["testbed_version"],
-            "suite": self.suite.name,
-            "suite_hash": self.suite.digest,
-            "platform_kind": platform.kind,
-            "platform_options": platform.options.model_dump(),
-            "workload_options": workload.options.model_dump(),
-            "benchmark_kind": bench.kind,
-            "benchmark_options": bench.options.model_dump(),
-            "tools": self.tool_versions,
-            "placement": {"server_host": self.server_host.name, "server_cpus": platform.options.cpus,
-                          "client_host": self.client_host.name, "client_cpus": self.client_cpus},
-            "readiness_poll_ms": POLL_INTERVAL * 1000,
-            **(image.provenance() if image else {}),
-            **platform.provenance(),
-        }
-        if instance is not None:
-            prov["nic"] = instance.attachment.nic
-            prov.update(instance.provenance)
-        self.store.add_sample(self.run_id, platform=platform.name, workload=workload.name, benchmark=bench.name,
+    def _store(self, cell: Cell, instance: Instance | None, m: Measurement, point: dict, *, repetition: int) -> None:
+        platform = self.platforms[cell.platform]
+        prov = sample_provenance(self.facts, platform, self.plan.workloads[cell.workload],
+                                 self.plan.benchmarks[cell.benchmark], self.images.get((cell.platform, cell.workload)),
+                                 instance, point)
+        if "image_digest" not in prov:  # a cell that never reached its image still says what it is
+            prov["image_digest"] = "none"
+        self.store.add_sample(self.run_id, platform=cell.platform, workload=cell.workload, benchmark=cell.benchmark,
                               metric=m.metric, value=m.value, unit=m.unit, repetition=repetition, params=m.params,
                               status=m.status, reason=m.reason, provenance=prov)
         self.samples += 1
-        self.reporter.sample({"platform": platform.name, "metric": m.metric, "value": m.value, "status": m.status})
+        self.reporter.sample({"platform": cell.platform, "metric": m.metric, "value": m.value, "status": m.status})
+
+
+def resume_differences(before: dict, now: dict) -> list[str]:
+    """What differs between two runs' host configuration (the facts a resumed run must share)."""
+    keys = ("cpu_model", "cores", "memory_mb", "kernel", "os", "hostname")
+    out = []
+    for side in ("server", "client"):
+        a, b = before.get(side) or {}, now.get(side) or {}
+        for k in keys:
+            if a.get(k) != b.get(k):
+                out.append(f"{side}.{k}: {a.get(k)} -> {b.get(k)}")
+    return out

@@ -1,7 +1,15 @@
-"""Benchmark: a load generator run against an Instance, and the parser of its output.
+"""Benchmarks: a cold-start measurement or a load generator run against an Instance.
 
-A benchmark sees only the target's address and port and the client side it runs on
-(a host, a network namespace, CPUs to pin to); it knows nothing about platforms.
+Two kinds, each with its own contract:
+
+* ColdStartBenchmark: the runner launches a fresh instance per repetition; the benchmark turns
+  the launch's Timeline into samples (`measure`).
+* LoadBenchmark: one instance serves every repetition; the benchmark runs its tool once per
+  sweep point and repetition (`run`) from the client side and parses the tool's real output.
+
+A benchmark sees only the target's address and port and the client side it runs on (a host,
+a network namespace, CPUs to pin to); it knows nothing about platforms. A kind registers
+itself by subclassing: `class Wrk(LoadBenchmark, kind="wrk")`.
 """
 
 from __future__ import annotations
@@ -9,22 +17,28 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BenchmarkError, CommandTimeout
+from ..enums import SampleStatus
+from ..errors import BenchmarkError, CommandTimeout, TestbedError
 from ..hosts.base import CommandResult, Host
+from ..registry import Registered, Registry
+from ..timeline import Timeline
+from ..tools import Tool, version_line
+
+MAX_REPETITIONS = 1000
 
 
 class BenchmarkOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    warmup: int = Field(1, ge=0, description="runs per sweep point that are discarded")
-    repetitions: int | None = Field(None, ge=1, description="overrides the suite's repetitions")
-    timeout: float = Field(120.0, gt=0, description="seconds one run of the tool may take")
+    warmup: int = Field(1, ge=0, le=100, description="runs per sweep point that are discarded")
+    repetitions: int | None = Field(None, ge=1, le=MAX_REPETITIONS, description="overrides the suite's repetitions")
+    timeout: float = Field(120.0, gt=0, le=24 * 3600, description="seconds one run of the tool may take")
 
 
 @dataclass
@@ -33,36 +47,52 @@ class Measurement:
     value: float | None
     unit: str
     params: dict = field(default_factory=dict)
-    status: str = "ok"  # ok | failed
+    status: SampleStatus = SampleStatus.OK
     reason: str | None = None
 
     @classmethod
     def failed(cls, metric: str, unit: str, reason: str, params: dict | None = None) -> "Measurement":
-        return cls(metric, None, unit, dict(params or {}), "failed", reason)
+        return cls(metric, None, unit, dict(params or {}), SampleStatus.FAILED, reason)
 
 
 @dataclass
 class Target:
     address: str
     port: int
-    workload: str
+    workload: str  # the workload's kind
+
+
+# (address, port, timeout) -> a socket connected from the client side (its lab namespace).
+Connector = Callable[[str, int, float], socket.socket]
+# Called while a tool runs: a reason to abort it (the instance died), or None to carry on.
+Watch = Callable[[], str | None]
+
+
+def _direct_connect(address: str, port: int, timeout: float) -> socket.socket:
+    return socket.create_connection((address, port), timeout)
 
 
 @dataclass
 class ClientSide:
-    """Where the load generator runs: a host, optionally a network namespace and pinned CPUs."""
+    """Where the load generator runs: a host, optionally a network namespace and pinned CPUs.
+
+    `connector` opens in-process client sockets on the client side (the runner passes one that
+    works inside the lab namespace); `watch` lets a running tool be stopped as soon as the
+    instance under load dies, instead of after the tool's own timeout."""
 
     host: Host
     netns: str | None
     cpus: list[int] | None
     workdir: Path
+    connector: Connector = _direct_connect
+    watch: Watch | None = None
 
     def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
         full = list(argv)
         if self.cpus:
             full = ["taskset", "-c", ",".join(map(str, self.cpus)), *full]
         try:
-            return self.host.run(full, timeout=timeout, check=False, netns=self.netns)
+            return self.host.run(full, timeout=timeout, check=False, netns=self.netns, abort=self.watch)
         except CommandTimeout as exc:
             raise BenchmarkError(str(exc)) from exc
 
@@ -75,30 +105,21 @@ class ClientSide:
 
     def connect(self, address: str, port: int, timeout: float) -> socket.socket:
         """A TCP connection made from the client side (inside its lab namespace), for in-process clients."""
-        from ..hosts.local import LocalHost
-
-        if not isinstance(self.host, LocalHost):
-            raise BenchmarkError(f"an in-process client needs the client side on this machine, not {self.host.name}")
-        if self.netns is None:
-            return socket.create_connection((address, port), timeout)
-        from ..net.netns import NetnsExecutor
-
-        ex = NetnsExecutor(self.netns)
-        try:
-            return ex.connect(address, port, timeout)
-        finally:
-            ex.close()
+        return self.connector(address, port, timeout)
 
     def measure(self, argv: Sequence[str], *, timeout: float, label: str,
                 failed: Callable[[str], list[Measurement]],
                 parse: Callable[[CommandResult], list[Measurement]]) -> list[Measurement]:
         """Run a load generator once and parse its output. Every way it can fail (it will not
-        start, times out, exits non-zero, prints what the parser rejects) becomes failed(reason)."""
+        start, times out, is aborted, exits non-zero, prints what the parser rejects) becomes
+        failed(reason)."""
         try:
             result = self.run(argv, timeout=timeout)
-        except Exception as exc:
+        except (TestbedError, OSError) as exc:
             return failed(str(exc))
         self.keep_output(label, result.stdout, result.stderr)
+        if result.aborted:
+            return failed(f"{Path(argv[0]).name} stopped after {result.seconds:.1f} s: {result.aborted}")
         if not result.ok:
             return failed(f"{Path(argv[0]).name} exited {result.returncode}: {result.tail()}")
         try:
@@ -118,24 +139,43 @@ class ClientSide:
 
     def put_file(self, path: Path, *, timeout: float = 30) -> None:
         """Make a file the client wrote locally exist at the same path on the client host."""
-        from ..hosts.local import LocalHost
-
-        if not isinstance(self.host, LocalHost):
+        if not self.host.is_local:
             self.host.run(["mkdir", "-p", str(path.parent)], timeout=timeout)
             self.host.put(path, str(path), timeout=timeout)
 
 
-class Benchmark(ABC):
-    kind: ClassVar[str]
+class Benchmark(Registered):
+    registry: ClassVar[Registry["Benchmark"]] = Registry("benchmark", "orchestrator.bench")
     Options: ClassVar[type[BenchmarkOptions]] = BenchmarkOptions
-    workloads: ClassVar[tuple[str, ...]] = ()  # workloads it can drive; () means any
-    tools: ClassVar[tuple[str, ...]] = ()  # executables on the client side
-    version_argv: ClassVar[list[str] | None] = None  # prints the tool's version
-    cold_start: ClassVar[bool] = False  # True: the runner launches a fresh instance per repetition
+    workloads: ClassVar[tuple[str, ...]] = ()  # workload kinds it can drive; () means any
+    tools: ClassVar[tuple[Tool, ...]] = ()  # executables on the client side
 
     def __init__(self, name: str, options: BenchmarkOptions):
         self.name = name
         self.options = options
+
+    def points(self) -> list[dict]:
+        return [{}]
+
+    def workload_needs(self) -> dict[str, list]:
+        """What the workload must provide for this benchmark (e.g. the static files it fetches)."""
+        return {}
+
+    def versions(self, host: Host) -> dict[str, str]:
+        """The tools' own version lines as the client host reports them, for provenance."""
+        return {t.name: version_line(host, t.version_argv) for t in self.tools if t.version_argv}
+
+
+class ColdStartBenchmark(Benchmark):
+    """Measured from the launch itself: the runner starts a fresh instance per repetition."""
+
+    @abstractmethod
+    def measure(self, timeline: Timeline) -> list[Measurement]:
+        """Samples from one launch's Timeline (the cold-start figure and the phases that explain it)."""
+
+
+class LoadBenchmark(Benchmark):
+    """A load generator run against a running instance, per sweep point and repetition."""
 
     def sweep(self) -> dict[str, list]:
         """Parameters that take several values; the runner measures every combination."""
@@ -150,15 +190,6 @@ class Benchmark(ABC):
     def run(self, point: dict, target: Target, client: ClientSide) -> list[Measurement]:
         """One run of the tool at one sweep point; a failing tool yields failed Measurements, not an exception."""
 
-    def versions(self, host: Host) -> dict[str, str]:
-        """The tool's own version line as the client host reports it, for provenance."""
-        if not self.version_argv:
-            return {}
-        argv = self.version_argv
-        if host.which(argv[0]) is None:
-            return {argv[0]: "missing"}
-        try:
-            out = host.run(argv, timeout=15, check=False)
-        except Exception as exc:  # noqa: BLE001 - a version we cannot read is recorded, not fatal
-            return {argv[0]: f"unknown ({exc})"}
-        return {argv[0]: (out.stdout.strip() or out.stderr.strip()).split("\n")[0]}
+
+__all__ = ["Benchmark", "BenchmarkOptions", "ColdStartBenchmark", "LoadBenchmark", "ClientSide", "Measurement",
+           "Target", "Connector", "Watch", "MAX_REPETITIONS"]

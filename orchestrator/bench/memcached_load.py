@@ -18,7 +18,9 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Benchmark, BenchmarkOptions, ClientSide, Measurement, Target
+from ..errors import TestbedError
+from ..tools import Tool
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
 
 TOOL = "memcaslap"
 RE_FINAL = re.compile(r"^Run time: ([0-9.]+)s Ops: (\d+) TPS: (\d+) Net_rate: ([0-9.]+)M/s\s*$", re.M)
@@ -139,12 +141,11 @@ def measurements(parsed: dict, params: dict) -> list[Measurement]:
     return out
 
 
-class MemcachedLoad(Benchmark):
-    kind = "memaslap"
+class MemcachedLoad(LoadBenchmark, kind="memaslap"):
     Options = MemcachedLoadOptions
+    options: MemcachedLoadOptions
     workloads = ("memcached",)
-    tools = (TOOL,)
-    version_argv = [TOOL, "--version"]
+    tools = (Tool(TOOL, "libmemcached-tools", (TOOL, "--version"), "memaslap benchmark"),)
 
     def sweep(self):
         return {"concurrency": self.options.concurrency, "value_size": self.options.value_sizes}
@@ -162,7 +163,7 @@ class MemcachedLoad(Benchmark):
                 *(["-B"] if o.binary else [])]
         try:
             client.put_file(cfg)
-        except Exception as exc:
+        except (TestbedError, OSError) as exc:
             return [Measurement.failed("ops_per_s", "ops/s", str(exc), params)]
         return client.measure(argv, timeout=o.timeout,
                               label=f"memaslap-c{point['concurrency']}-v{point['value_size']}",

@@ -15,7 +15,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .base import Benchmark, BenchmarkOptions, ClientSide, Measurement, Target
+from ..tools import Tool
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
 
 Test = Literal["TCP_STREAM", "TCP_MAERTS", "TCP_RR", "UDP_RR"]
 STREAM_TESTS = ("TCP_STREAM", "TCP_MAERTS")
@@ -131,12 +132,11 @@ def measurements(test: str, size: int, fields: dict[str, str], params: dict) -> 
     return out
 
 
-class Netperf(Benchmark):
-    kind = "netperf"
+class Netperf(LoadBenchmark, kind="netperf"):
     Options = NetperfOptions
+    options: NetperfOptions
     workloads = ("netserver",)
-    tools = ("netperf",)
-    version_argv = ["netperf", "-V"]
+    tools = (Tool("netperf", "netperf", ("netperf", "-V"), "netperf benchmark (non-free)"),)
 
     def sweep(self):
         return {"test": self.options.tests, "message_size": self.options.message_sizes}

@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .base import Benchmark, BenchmarkOptions, ClientSide, Measurement, Target
+from ..tools import Tool
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
 
 # redis-benchmark 7 CSV columns -> (metric, unit)
 CSV_METRICS = {
@@ -52,12 +53,11 @@ def parse_csv(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-class RedisBenchmark(Benchmark):
-    kind = "redis-benchmark"
+class RedisBenchmark(LoadBenchmark, kind="redis-benchmark"):
     Options = RedisBenchmarkOptions
+    options: RedisBenchmarkOptions
     workloads = ("redis",)
-    tools = ("redis-benchmark",)
-    version_argv = ["redis-benchmark", "--version"]
+    tools = (Tool("redis-benchmark", "redis-tools", ("redis-benchmark", "--version"), "redis-benchmark benchmark"),)
 
     def sweep(self):
         return {"requests": self.options.requests, "clients": self.options.clients}

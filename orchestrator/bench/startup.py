@@ -8,24 +8,18 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..platforms.base import Timeline
-from .base import Benchmark, BenchmarkOptions, Measurement
+from ..timeline import Timeline
+from .base import BenchmarkOptions, ColdStartBenchmark, Measurement
 
 
 class StartupOptions(BenchmarkOptions):
-    warmup: int = Field(0, ge=0)
+    warmup: int = Field(0, ge=0, le=100)
 
 
-class Startup(Benchmark):
-    kind = "startup"
+class Startup(ColdStartBenchmark, kind="startup"):
     Options = StartupOptions
-    cold_start = True
 
-    def run(self, point, target, client):  # pragma: no cover - the runner calls measure() instead
-        raise NotImplementedError("startup is driven by the runner's cold-start loop")
-
-    @staticmethod
-    def measure(timeline: Timeline) -> list[Measurement]:
+    def measure(self, timeline: Timeline) -> list[Measurement]:
         phases = timeline.since_requested_ms()
         out = [Measurement("startup_ms", timeline.startup_ms, "ms", {"end_point": "first correct response"})]
         for phase, ms in phases.items():

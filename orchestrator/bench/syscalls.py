@@ -20,7 +20,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .base import Benchmark, BenchmarkOptions, ClientSide, Measurement, Target
+from ..errors import TestbedError
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
 
 RESULT = re.compile(r"^result name=(\S+) calls=(\d+) total_ns=(\d+) ns_per_call=([0-9.]+)$")
 MAX_CALLS = 100_000_000  # the server's own bound
@@ -86,9 +87,9 @@ def request(sock: socket.socket, line: str, timeout: float) -> str:
     return data.decode(errors="replace")
 
 
-class Syscalls(Benchmark):
-    kind = "syscalls"
+class Syscalls(LoadBenchmark, kind="syscalls"):
     Options = SyscallsOptions
+    options: SyscallsOptions
     workloads = ("sysbench",)
     tools = ()  # the client is in-process
 
@@ -106,7 +107,7 @@ class Syscalls(Benchmark):
         out: list[Measurement] = []
         try:
             sock = client.connect(target.address, target.port, 5.0)
-        except Exception as exc:
+        except (OSError, TestbedError) as exc:
             return [Measurement.failed("ns_per_call", "ns", f"cannot connect to tbsysbench: {exc}",
                                        {"test": name}) for _, names in self.requests(point["test"]) for name in names]
         broken = None

@@ -9,14 +9,13 @@ fast is not a fast server); socket errors are reported as their own metric.
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..workloads.nginx import STATIC_FILES
-from .base import Benchmark, BenchmarkOptions, ClientSide, Measurement, Target
+from ..sizes import static_file_name
+from ..tools import Tool
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
 
-StaticFile = Literal[tuple(STATIC_FILES)]  # type: ignore[valid-type]
 TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}  # -> ms
 BINARY_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
@@ -30,12 +29,21 @@ RE_LATENCY_AVG = re.compile(r"^\s+Latency\s+([0-9.]+)(us|ms|s|m|h)\s", re.M)
 
 
 class WrkOptions(BenchmarkOptions):
-    files: list[StaticFile] = Field(default_factory=lambda: ["4k.bin"], min_length=1)
+    files: list[str] = Field(default_factory=lambda: ["4k.bin"], min_length=1,
+                             description="static files to fetch, by size (4k, 1m) or name (4k.bin)")
     connections: list[int] = Field(default_factory=lambda: [1, 10, 20, 40, 60], min_length=1)
     threads: int = Field(2, ge=1, le=64, description="upper bound; also bounded by connections and client CPUs")
     duration: int = Field(5, ge=1, le=600, description="seconds per run (-d)")
     request_timeout: int = Field(2, ge=1, le=60, description="wrk's own per-request timeout, seconds")
     timeout: float = Field(60.0, gt=0, description="seconds one wrk run may take before it is killed")
+
+    @field_validator("files")
+    @classmethod
+    def file_names(cls, values: list[str]) -> list[str]:
+        names = [static_file_name(v) for v in values]
+        if len(set(names)) != len(names):
+            raise ValueError("a file is listed twice")
+        return names
 
     @field_validator("connections")
     @classmethod
@@ -107,12 +115,14 @@ def measurements(parsed: dict[str, float], params: dict) -> list[Measurement]:
     return out
 
 
-class Wrk(Benchmark):
-    kind = "wrk"
+class Wrk(LoadBenchmark, kind="wrk"):
     Options = WrkOptions
+    options: WrkOptions
     workloads = ("nginx",)
-    tools = ("wrk",)
-    version_argv = ["wrk", "--version"]
+    tools = (Tool("wrk", "wrk", ("wrk", "--version"), "wrk benchmark"),)
+
+    def workload_needs(self) -> dict[str, list]:
+        return {"files": [f.removesuffix(".bin") for f in self.options.files]}
 
     def sweep(self):
         return {"file": self.options.files, "connections": self.options.connections}

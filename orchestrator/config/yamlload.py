@@ -78,10 +78,11 @@ def dotted(loc: Loc) -> str:
     return out
 
 
-def describe_pydantic_error(err: dict) -> str:
+def describe_pydantic_error(err: dict, fields: list[str] | None = None) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
-        return "unknown field; remove it or check its spelling"
+        valid = f"; valid fields: {', '.join(fields)}" if fields else ""
+        return f"unknown field; remove it or check its spelling{valid}"
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
@@ -89,14 +90,30 @@ def describe_pydantic_error(err: dict) -> str:
     return msg[0].lower() + msg[1:] if msg else kind
 
 
-def validation_errors(exc: ValidationError, source: str, lines: LineMap, prefix: Loc = ()) -> list[str]:
+def validation_errors(exc: ValidationError, source: str, lines: LineMap, prefix: Loc = (),
+                      model: type | None = None) -> list[str]:
+    """One `file:line: field: problem` line per error; with `model`, an unknown field lists the valid ones."""
     out = []
     for err in exc.errors():
         loc = prefix + tuple(err["loc"])
         line = lines.line_of(loc)
         where = f"{source}:{line}" if line else source
-        out.append(f"{where}: {dotted(loc)}: {describe_pydantic_error(err)}")
+        fields = _fields_at(model, tuple(err["loc"])[:-1]) if model is not None else None
+        out.append(f"{where}: {dotted(loc)}: {describe_pydantic_error(err, fields)}")
     return out
+
+
+def _fields_at(model: type, loc: tuple) -> list[str] | None:
+    """The field names of the (nested) pydantic model at `loc`, for 'valid fields' hints."""
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        ann = getattr(field, "annotation", None)
+        model = ann if isinstance(ann, type) and hasattr(ann, "model_fields") else None
+    if model is None or not hasattr(model, "model_fields"):
+        return None
+    return sorted(model.model_fields)
 
 
 def raise_if(errors: list[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -17,6 +17,7 @@ class CommandResult:
     stdout: str
     stderr: str
     seconds: float
+    aborted: str | None = None  # why the command was stopped early (the abort callback's reason)
 
     @property
     def ok(self) -> bool:
@@ -46,6 +47,8 @@ class Process(Protocol):
 
 class Host(Protocol):
     name: str
+    is_local: bool  # True for this machine (files and sockets are reachable directly)
+    lab_address: str | None  # the host's address on the experiment link (lab hosts), else None
 
     def run(
         self,
@@ -56,17 +59,30 @@ class Host(Protocol):
         netns: str | None = None,
         input: str | None = None,
         env: dict[str, str] | None = None,
+        abort: Callable[[], str | None] | None = None,
     ) -> CommandResult:
-        """Run argv (never through a shell) and wait at most `timeout` seconds."""
+        """Run argv (never through a shell) and wait at most `timeout` seconds. `abort`, when given,
+        is polled while the command runs: a reason stops it (result.aborted says why)."""
         ...
 
-    def spawn(self, argv: Sequence[str], *, log_path: Path, ledger: "Ledger", label: str) -> Process:
+    def spawn(self, argv: Sequence[str], *, log_path: Path, ledger: "Ledger", label: str,
+              before_start: Callable[[], object] | None = None) -> Process:
         """Start argv in the background in its own session, output to log_path (on that host),
-        entered in the ledger before it starts so `testbed gc` can reclaim it."""
+        entered in the ledger before it starts so `testbed gc` can reclaim it. `before_start` runs
+        after that bookkeeping, right before the process is started (a launch marks `requested` there)."""
         ...
 
     def which(self, tool: str) -> str | None: ...
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None: ...
+
+    def put_tree(self, local: Path, remote: str, *, timeout: float) -> None:
+        """Make the directory tree `local` exist at `remote` on this host (files copied only when their
+        content differs, checksummed)."""
+        ...
+
+    def file_sha256(self, path: str, *, timeout: float = 60) -> str | None:
+        """sha256 of a file on this host, None when it does not exist."""
+        ...
 
     def read_text(self, path: str, *, timeout: float = 10) -> str: ...

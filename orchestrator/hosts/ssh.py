@@ -24,13 +24,13 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import paramiko
 
 from ..errors import CommandTimeout, LaunchError, TestbedError
-from ..images.cache import sha256_file
-from ..ledger import reclaimer
+from ..digest import sha256_file
+from ..ledger import Reclaimer
 from .base import CommandResult
 from .local import CommandFailed, netns_argv
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PASSPHRASE_ENV = "TESTBED_SSH_KEY_PASSPHRASE"
+ABORT_POLL = 0.25  # seconds between abort checks while a watched command runs
 
 
 class SshError(TestbedError):
@@ -94,6 +95,8 @@ class _VerifyPolicy(paramiko.MissingHostKeyPolicy):
 
 class SshHost:
     """A lab host reached over SSH. Connects lazily; one connection shared by all calls."""
+
+    is_local = False
 
     def __init__(self, name: str, address: str, *, port: int = 22, user: str = "root",
                  identity_file: str | Path | None = None, known_hosts: str | Path | None = None,
@@ -215,7 +218,8 @@ class SshHost:
 
     # --- Host protocol ---------------------------------------------------------------
     def run(self, argv: Sequence[str], *, timeout: float, check: bool = True, netns: str | None = None,
-            input: str | None = None, env: dict[str, str] | None = None) -> CommandResult:
+            input: str | None = None, env: dict[str, str] | None = None,
+            abort: Callable[[], str | None] | None = None) -> CommandResult:
         full = netns_argv(netns, argv)
         if env:
             full = ["env", *(f"{k}={v}" for k, v in env.items()), *full]
@@ -233,6 +237,8 @@ class SshHost:
             self.close()
             raise SshError(f"{self._where()}: cannot open a channel: {exc or type(exc).__name__}") from None
         out, err = bytearray(), bytearray()
+        reason: str | None = None
+        next_abort_check = start + ABORT_POLL
         try:
             chan.settimeout(min(timeout, 5.0))
             chan.exec_command(command)
@@ -250,6 +256,11 @@ class SshHost:
                     break
                 if time.monotonic() > deadline:
                     raise CommandTimeout(f"{self.name}: {' '.join(full)} did not finish within {timeout:g} s")
+                if abort is not None and time.monotonic() > next_abort_check:
+                    next_abort_check = time.monotonic() + ABORT_POLL
+                    reason = abort()
+                    if reason:  # closing the channel hangs up the remote command
+                        break
                 if chan.closed and not chan.exit_status_ready():
                     raise SshError(f"{self._where()}: channel closed before {full[0]} finished")
                 time.sleep(0.005)
@@ -258,13 +269,13 @@ class SshHost:
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-            code = chan.recv_exit_status()
+            code = chan.recv_exit_status() if reason is None else -9
         except socket.timeout:
             raise CommandTimeout(f"{self.name}: {' '.join(full)} stalled (no data within the channel timeout)") from None
         finally:
             chan.close()
         result = CommandResult(full, code, out.decode(errors="replace"), err.decode(errors="replace"),
-                               time.monotonic() - start)
+                               time.monotonic() - start, aborted=reason)
         if code == 127 and "not found" in result.stderr:
             from ..errors import MissingToolError
             raise MissingToolError(f"{full[0]} is not installed on {self.name}; run `testbed provision {self.name}` "
@@ -317,7 +328,19 @@ class SshHost:
             raise OSError(f"{self.name}: cannot read {path}: {res.tail()}")
         return res.stdout
 
-    def spawn(self, argv: Sequence[str], *, log_path: Path, ledger: "Ledger", label: str) -> "RemoteProcess":
+    def put_tree(self, local: Path, remote: str, *, timeout: float) -> None:
+        """Every file of `local` at the same relative path under `remote` (put() skips unchanged ones)."""
+        local = Path(local)
+        dirs = sorted({str(Path(remote) / p.relative_to(local)) for p in local.rglob("*") if p.is_dir()})
+        self.run(["mkdir", "-p", "--", remote, *dirs], timeout=timeout)
+        for f in sorted(p for p in local.rglob("*") if p.is_file()):
+            self.put(f, str(Path(remote) / f.relative_to(local)), timeout=timeout)
+
+    def file_sha256(self, path: str, *, timeout: float = 60) -> str | None:
+        return self._sha256(path, timeout)
+
+    def spawn(self, argv: Sequence[str], *, log_path: Path, ledger: "Ledger", label: str,
+              before_start: Callable[[], object] | None = None) -> "RemoteProcess":
         """Start argv in its own session on the remote host, output to log_path there."""
         log_path = str(log_path)
         token = secrets.token_hex(4)
@@ -329,6 +352,8 @@ class SshHost:
             inner = 'exec > "$0" 2>&1 < /dev/null; "$@"; echo $? > "$0.rc"'
             outer = ('pidfile=$1; inner=$2; log=$3; shift 3; rm -f "$log.rc"; '
                      'setsid sh -c "$inner" "$log" "$@" & echo $! > "$pidfile"; echo $!')
+            if before_start is not None:
+                before_start()
             res = self.run(["sh", "-c", outer, "sh", pidfile, inner, log_path, *argv], timeout=30)
             pid = int(res.stdout.strip().splitlines()[-1])
         except (TestbedError, ValueError, IndexError) as exc:
@@ -397,7 +422,11 @@ class RemoteProcess:
             self.ledger.release("remote-process", self.ledger_name)
 
 
-@reclaimer("remote-process")
+class RemoteProcessReclaimer(Reclaimer, kind="remote-process"):
+    def reclaim(self, name: str, meta: dict) -> None:
+        _reclaim_remote_process(name, meta)
+
+
 def _reclaim_remote_process(name: str, meta: dict) -> None:
     """Reconnect (known_hosts or the pinned key only, never trusting a new key) and kill the group."""
     host = SshHost(meta["host"], meta["address"], port=meta.get("port", 22), user=meta.get("user", "root"),

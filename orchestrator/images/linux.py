@@ -31,8 +31,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from .. import paths
 from ..errors import MissingToolError, TestbedError
-from ..workloads.base import Workload
-from .cache import Image, ImageCache, sha256_file
+from ..digest import sha256_file
+from .cache import Image, ImageCache
+from .recipe import ImageRecipe
 from .rootfs import build_rootfs, package_versions, recipe_inputs
 
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
@@ -275,16 +276,18 @@ def _template_digest() -> str:
     return sha256_file(guests_dir() / "init.sh.j2")
 
 
-def guest_image(workload: Workload, cache: ImageCache, modules: tuple[str, ...] = GUEST_MODULES) -> Image:
+def guest_image(name: str, recipe: ImageRecipe, cache: ImageCache,
+                modules: tuple[str, ...] = GUEST_MODULES) -> Image:
+    """A Linux guest (kernel + initramfs) holding `recipe`'s files; `name` is the workload kind."""
     kernel = kernel_image(cache)
     release = kernel_release(kernel)
-    recipe = {"kernel": kernel.digest, "release": release, "rootfs": recipe_inputs(workload.recipe),
+    inputs = {"kernel": kernel.digest, "release": release, "rootfs": recipe_inputs(recipe),
               "busybox": package_versions(("busybox-static",)), "modules": list(modules),
               "init": _template_digest(), "builder": BUILDER_VERSION}
 
     def build(dest: Path) -> dict:
         root = dest / "root"
-        build_rootfs(root, workload.recipe)
+        build_rootfs(root, recipe)
         _install_busybox(root)
         src = kernel.file("modules") / release
         target = root / "usr" / "lib" / "modules" / release
@@ -296,14 +299,14 @@ def guest_image(workload: Workload, cache: ImageCache, modules: tuple[str, ...] 
                 shutil.copy2(src / f, target / f)
         _run(["depmod", "-b", str(root), release])
         (root / "testbed").mkdir()
-        _render_init(root, role="guest", modules=list(modules), hostname=workload.name)
+        _render_init(root, role="guest", modules=list(modules), hostname=name)
         write_cpio(dest / "initrd.cpio", root)
         shutil.rmtree(root)
         shutil.copy2(kernel.file("kernel"), dest / "vmlinuz")
         (dest / "release").write_text(release + "\n")
         return {"kernel": "vmlinuz", "initrd": "initrd.cpio", "release": "release"}
 
-    return cache.ensure("linux-guest", workload.name, recipe, build)
+    return cache.ensure("linux-guest", name, inputs, build)
 
 
 def probe_image(cache: ImageCache) -> Image:

@@ -6,8 +6,8 @@ import json
 import resource
 from pathlib import Path
 
-from ..workloads.base import Workload
 from .cache import Image, ImageCache
+from .recipe import ImageRecipe
 from .rootfs import build_rootfs, recipe_inputs
 
 CONFIG_MOUNT = "/etc/testbed"
@@ -19,15 +19,14 @@ DEFAULT_CAPS = [
 ]
 
 
-def rootfs_image(workload: Workload, cache: ImageCache, extra_recipe=None) -> Image:
-    """The workload's rootfs (shared read-only by every container of the run), cached by recipe."""
-    recipe = workload.recipe if extra_recipe is None else workload.recipe.merged(extra_recipe)
+def rootfs_image(name: str, recipe: ImageRecipe, cache: ImageCache) -> Image:
+    """A workload's rootfs (shared read-only by every container of the run), cached by recipe."""
 
     def build(dest: Path) -> dict:
         build_rootfs(dest / "rootfs", recipe)
         return {"rootfs": "rootfs"}
 
-    return cache.ensure("rootfs", workload.name, recipe_inputs(recipe), build)
+    return cache.ensure("rootfs", name, recipe_inputs(recipe), build)
 
 
 def oci_config(

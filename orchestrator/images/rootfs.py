@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import MissingToolError, TestbedError
-from ..workloads.base import ImageRecipe
+from .recipe import ImageRecipe
 
 LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 BASE_FILES = {

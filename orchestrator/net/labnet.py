@@ -1,4 +1,4 @@
-"""The run's isolated lab network.
+"""The run's isolated lab network, and the building blocks platforms attach with.
 
 Topology (one per run, all names carry the run id):
 
@@ -6,10 +6,15 @@ Topology (one per run, all names carry the run id):
     netns tb-<rid>-client:  eth0 .2  --veth-->  br0   (load generators and probes run here)
     netns tb-<rid>-<inst>:  eth0 .N  --veth-->  br0   (native / runc / gVisor instances)
     host ns: bridge tb<rid>h, no address, IPv6 off --veth--> br0
-             (libvirt puts VM taps here: libvirtd creates taps in its own namespace)
+             (guest taps go here: libvirt's, and the ones testbed makes for QEMU run directly)
 
 Every address lives only inside these namespaces and guests, and the host bridge has
 no address, so nothing routes between the lab and the host's own interfaces.
+
+A platform chooses its attachment (Platform.attach) from the blocks a LabNetwork offers:
+`namespace(label)`, `bridge_port()` (an address + MAC on the host bridge; libvirt makes the
+tap), `tap(label)` (testbed makes the tap) and `adopt(...)` (a device attached elsewhere,
+e.g. an SR-IOV VF, whose lab address must be reserved). `release(att)` undoes any of them.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import re
 from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
-from ..errors import ConfigError, ResourceBusyError
+from ..enums import NicKind
+from ..errors import ConfigError, NotRunnableError, ResourceBusyError
 from ..ledger import Ledger
 from . import netns as nn
 
@@ -29,19 +37,22 @@ LAB_BRIDGE = "br0"
 FIRST_INSTANCE_HOST = 10
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two attachments are never "equal" just because their fields are
 class Attachment:
     """Where an instance sits on the lab network; passed to Platform.launch."""
 
     address: ipaddress.IPv4Address
     network: ipaddress.IPv4Network
-    gateway: ipaddress.IPv4Address
+    gateway: ipaddress.IPv4Address | None
     mac: str
-    nic: str = "virtio"  # virtio | sriov | veth
-    netns: str | None = None  # for namespace platforms: the namespace the instance joins
-    bridge: str | None = None  # for VMs: the host bridge libvirt attaches the tap to
+    nic: NicKind = NicKind.VIRTIO
+    netns: str | None = None  # namespace platforms: the namespace the instance joins
+    bridge: str | None = None  # guests: the host bridge their tap is on
+    tap: str | None = None  # guests run without libvirt: the tap testbed made on `bridge`
     host_links: list[str] = field(default_factory=list)
-    vf: object | None = None  # for sriov: the allocated VirtualFunction
+    device: Any = None  # an adopted device (e.g. an SR-IOV VF lease); released with the attachment
+    on_release: list[Callable[[], None]] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)  # what every sample of an instance here records
 
     @property
     def prefixlen(self) -> int:
@@ -52,12 +63,34 @@ class Attachment:
         return str(self.network.netmask)
 
 
+class LabNetwork(Protocol):
+    """The building blocks a platform attaches with (see the module docstring)."""
+
+    def namespace(self, label: str) -> Attachment: ...
+
+    def bridge_port(self) -> Attachment: ...
+
+    def tap(self, label: str) -> Attachment: ...
+
+    def adopt(self, nic: NicKind, mac: str, device: Any = None, release: Callable[[], None] | None = None,
+              facts: dict | None = None) -> Attachment: ...
+
+    def release(self, att: Attachment) -> None: ...
+
+
 def random_mac() -> str:
     # Locally administered, unicast, with testbed's fixed prefix so leftovers are recognisable.
     return "52:54:00:%02x:%02x:%02x" % (random.randrange(256), random.randrange(256), random.randrange(256))
 
 
+def link_label(label: str, width: int = 6) -> str:
+    """A short, interface-name-safe form of an entry name (namespace and link names are bounded)."""
+    return (re.sub(r"[^a-z0-9]", "", label.lower()) or "x")[:width]
+
+
 class LabNet:
+    """The lab network of one run on this machine."""
+
     def __init__(self, run_id: str, subnet: str, ledger: Ledger):
         try:
             self.network = ipaddress.IPv4Network(subnet)
@@ -73,7 +106,7 @@ class LabNet:
         hosts = list(self.network.hosts())
         self.gateway = hosts[0]
         self.client_address = hosts[1]
-        self._free = hosts[FIRST_INSTANCE_HOST - 1 :]
+        self._free = hosts[FIRST_INSTANCE_HOST - 1:]
         self._counter = 0
         self.host_bridge: str | None = None
         self._created = False
@@ -101,56 +134,81 @@ class LabNet:
             self.ledger.release("netns", ns)
         self._created = False
 
-    # --- attachments -----------------------------------------------------------------
-    def attach_namespace(self, label: str) -> Attachment:
+    # --- building blocks ---------------------------------------------------------------
+    def namespace(self, label: str) -> Attachment:
         """A fresh namespace with eth0 on the lab bridge, for process and container platforms."""
         address = self._take_address()
         self._counter += 1
-        ns = f"tb-{self.run_id}-{label}{self._counter}"
+        ns = f"tb-{self.run_id}-{link_label(label)}{self._counter}"
+        veth = f"{self.prefix}v{self._counter}"
         try:
             self._add_ns(ns)
-            mac = self._veth_into(ns, f"{self.prefix}v{self._counter}", address)
-        except Exception:
+            mac = self._veth_into(ns, veth, address)
+        except BaseException:
             nn.delete_netns(ns)
             self.ledger.release("netns", ns)
             self._free.insert(0, address)
             raise
-        att = Attachment(address, self.network, self.gateway, mac, nic="veth", netns=ns,
-                         host_links=[f"{self.prefix}v{self._counter}"])
-        self._attachments.append(att)
-        return att
+        return self._keep(Attachment(address, self.network, self.gateway, mac, nic=NicKind.VETH, netns=ns,
+                                     host_links=[veth]))
 
-    def attach_vm(self, nic: str = "virtio") -> Attachment:
-        """An address and MAC for a guest whose virtio NIC libvirt puts on the host bridge."""
-        if nic != "virtio":
-            raise ConfigError(f"nic: {nic!r} needs a device attachment (see net/sriov.py); labnet attaches virtio only")
+    def bridge_port(self) -> Attachment:
+        """An address and MAC for a guest NIC whose tap the VMM's manager (libvirt) puts on the host bridge."""
         self._ensure_host_bridge()
-        att = Attachment(self._take_address(), self.network, self.gateway, random_mac(), nic="virtio", bridge=self.host_bridge)
-        self._attachments.append(att)
-        return att
+        return self._keep(Attachment(self._take_address(), self.network, self.gateway, random_mac(),
+                                     nic=NicKind.VIRTIO, bridge=self.host_bridge))
 
-    def adopt(self, att: Attachment) -> Attachment:
-        """Register an attachment made elsewhere (e.g. an SR-IOV VF) so its address is reserved."""
-        if att.address in self._free:
-            self._free.remove(att.address)
-        self._attachments.append(att)
-        return att
+    def tap(self, label: str) -> Attachment:
+        """A tap testbed creates on the host bridge, for a VMM started directly (no libvirt)."""
+        self._ensure_host_bridge()
+        self._counter += 1
+        name = f"{self.prefix}t{self._counter}"[:15]
+        address = self._take_address()
+        self.ledger.acquire("link", name)
+        try:
+            nn.ip("tuntap", "add", "dev", name, "mode", "tap")
+            nn.set_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "1")
+            nn.ip("link", "set", name, "master", str(self.host_bridge), "up")
+        except BaseException:
+            self._del_link(name)
+            self._free.insert(0, address)
+            raise
+        return self._keep(Attachment(address, self.network, self.gateway, random_mac(), nic=NicKind.VIRTIO,
+                                     bridge=self.host_bridge, tap=name))
 
-    def take_address(self) -> ipaddress.IPv4Address:
-        return self._take_address()
+    def adopt(self, nic: NicKind, mac: str, device: Any = None, release: Callable[[], None] | None = None,
+              facts: dict | None = None) -> Attachment:
+        """Reserve a lab address for a device attached elsewhere (e.g. an SR-IOV VF); `release` runs
+        when the attachment is released."""
+        att = Attachment(self._take_address(), self.network, self.gateway, mac, nic=nic, device=device,
+                         facts=dict(facts or {}))
+        if release is not None:
+            att.on_release.append(release)
+        return self._keep(att)
 
     def release(self, att: Attachment) -> None:
         if att in self._attachments:
             self._attachments.remove(att)
-        for link in att.host_links:
-            self._del_link(link, self.lab_ns)
-        if att.netns:
-            nn.delete_netns(att.netns)
-            self.ledger.release("netns", att.netns)
-        if att.address not in self._free:
-            self._free.append(att.address)
+        try:
+            for fn in att.on_release:
+                fn()
+            att.on_release.clear()
+        finally:
+            for link in att.host_links:
+                self._del_link(link, self.lab_ns)
+            if att.tap:
+                self._del_link(att.tap)
+            if att.netns:
+                nn.delete_netns(att.netns)
+                self.ledger.release("netns", att.netns)
+            if att.address not in self._free:
+                self._free.append(att.address)
 
     # --- helpers ---------------------------------------------------------------------
+    def _keep(self, att: Attachment) -> Attachment:
+        self._attachments.append(att)
+        return att
+
     def _take_address(self) -> ipaddress.IPv4Address:
         if not self._free:
             raise ResourceBusyError(f"lab subnet {self.network} has no free address left")
@@ -201,3 +259,41 @@ class LabNet:
 
     def __exit__(self, *exc) -> None:
         self.destroy()
+
+
+class HostLink:
+    """A lab host's own experiment interface, for a server placed on a lab host: instances use the
+    host's lab address (one at a time) and the load comes from another host over the link."""
+
+    def __init__(self, host_name: str, lab_address: str | None):
+        if not lab_address:
+            raise ConfigError(f"host {host_name}: lab_address is needed to place a server there (the host's address "
+                              f"on the experiment link, in the lab file)")
+        self.host_name = host_name
+        self.iface = ipaddress.IPv4Interface(lab_address if "/" in lab_address else f"{lab_address}/24")
+        self._in_use: Attachment | None = None
+
+    def namespace(self, label: str) -> Attachment:
+        if self._in_use is not None:
+            raise ResourceBusyError(f"host {self.host_name}: its lab address {self.iface.ip} is already in use by "
+                                    f"another instance")
+        self._in_use = Attachment(self.iface.ip, self.iface.network, None, "", nic=NicKind.HOST)
+        return self._in_use
+
+    def bridge_port(self) -> Attachment:
+        raise NotRunnableError(f"host {self.host_name}: guests on a lab host need a lab bridge there, which this "
+                               f"placement does not set up yet")
+
+    def tap(self, label: str) -> Attachment:
+        return self.bridge_port()
+
+    def adopt(self, nic: NicKind, mac: str, device: Any = None, release: Callable[[], None] | None = None,
+              facts: dict | None = None) -> Attachment:
+        return self.bridge_port()
+
+    def release(self, att: Attachment) -> None:
+        if att is self._in_use:
+            self._in_use = None
+        for fn in att.on_release:
+            fn()
+        att.on_release.clear()

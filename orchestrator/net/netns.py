@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 
 from ..errors import ResourceBusyError, TestbedError
 from ..hosts.local import CommandFailed, LocalHost
-from ..ledger import reclaimer
+from ..ledger import Reclaimer
 
 NETNS_DIR = Path("/var/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -58,14 +58,14 @@ def delete_link(name: str, netns: str | None = None) -> None:
         ip("link", "del", name, netns=netns, check=False)
 
 
-@reclaimer("netns")
-def _reclaim_netns(name: str, meta: dict) -> None:
-    delete_netns(name)
+class NetnsReclaimer(Reclaimer, kind="netns"):
+    def reclaim(self, name: str, meta: dict) -> None:
+        delete_netns(name)
 
 
-@reclaimer("link")
-def _reclaim_link(name: str, meta: dict) -> None:
-    delete_link(name, meta.get("netns"))
+class LinkReclaimer(Reclaimer, kind="link"):
+    def reclaim(self, name: str, meta: dict) -> None:
+        delete_link(name, meta.get("netns"))
 
 
 def set_sysctl(key: str, value: str, netns: str | None = None) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..ledger import Reclaimer
+
 SYSFS = Path("/sys")
 
 
@@ -171,10 +173,6 @@ def _reclaim_vf(name: str, meta: dict) -> None:
         Path(claim).unlink(missing_ok=True)
 
 
-def _register() -> None:
-    from ..ledger import reclaimer
-
-    reclaimer("sriov-vf")(_reclaim_vf)
-
-
-_register()
+class VfReclaimer(Reclaimer, kind="sriov-vf"):
+    def reclaim(self, name: str, meta: dict) -> None:
+        _reclaim_vf(name, meta)

@@ -1,74 +1,43 @@
-"""Platform, Instance and Timeline: the one verb every execution platform implements."""
+"""Platform and Instance: the one verb every execution platform implements.
+
+A platform is a small class registered by subclassing (`class Runc(OciPlatform[RuncOptions],
+kind="runc")`) that declares its tools once and owns its place on the lab network: `attach()`
+picks an attachment from the building blocks the lab network offers (a namespace, a bridge
+port, a tap, an adopted VF), and `launch()` starts the workload there. Everything else
+(network plumbing, image building, probing readiness) lives in its own module and is passed in.
+"""
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..registry import Registered, Registry
+from ..timeline import PHASES, Timeline, now
+from ..tools import Tool, version_line
 
 if TYPE_CHECKING:
     from ..hosts.base import Host
     from ..images.cache import Image, ImageCache
     from ..ledger import Ledger
-    from ..net.labnet import Attachment
+    from ..net.labnet import Attachment, LabNetwork
     from ..workloads.base import Workload
 
-# Phases in the order a launch passes them; a platform marks the ones it can observe.
-PHASES = (
-    "requested",        # launch() called
-    "process_started",  # runtime / VMM process exists (Popen returned, libvirt create returned)
-    "vmm_started",      # QEMU process seen (VMs)
-    "first_console",    # first console line from the guest (VMs, unikernels)
-    "kernel_up",        # guest kernel handed over to userspace / unikernel booted
-    "init_started",     # guest init or app main() started
-    "port_open",        # the workload's TCP port accepts
-    "ready",            # first correct application response (the end point of cold start)
-)
-
-
-def now() -> float:
-    return time.monotonic()
-
-
-@dataclass
-class Timeline:
-    """Monotonic timestamps of a launch's phases, plus what the guest itself reported."""
-
-    marks: dict[str, float] = field(default_factory=dict)
-    guest: dict[str, float | None] = field(default_factory=dict)  # guest's own figures, in ms; None = unavailable
-
-    def mark(self, phase: str, t: float | None = None) -> float:
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase}")
-        t = now() if t is None else t
-        self.marks.setdefault(phase, t)  # first observation wins
-        return t
-
-    def has(self, phase: str) -> bool:
-        return phase in self.marks
-
-    def since_requested_ms(self) -> dict[str, float]:
-        """Each observed phase as milliseconds after `requested`, in phase order."""
-        t0 = self.marks["requested"]
-        return {p: (self.marks[p] - t0) * 1000.0 for p in PHASES if p in self.marks and p != "requested"}
-
-    @property
-    def startup_ms(self) -> float | None:
-        if "ready" not in self.marks or "requested" not in self.marks:
-            return None
-        return (self.marks["ready"] - self.marks["requested"]) * 1000.0
+__all__ = ["Platform", "PlatformOptions", "Instance", "Timeline", "PHASES", "now"]
 
 
 class PlatformOptions(BaseModel):
     """Options every platform accepts; each platform subclasses this with its own fields."""
 
     model_config = ConfigDict(extra="forbid")
-    ready_timeout: float = 60.0
-    cpus: list[int] | None = None  # pin the instance to these host CPUs (placement is provenance)
+    ready_timeout: float = Field(60.0, gt=0, le=3600, description="seconds to the first correct answer")
+    cpus: list[int] | None = None  # pin the instance to these host CPUs (checked against the host at preflight)
+
+
+O = TypeVar("O", bound=PlatformOptions)
 
 
 class Instance(ABC):
@@ -87,51 +56,72 @@ class Instance(ABC):
 
     @abstractmethod
     def alive(self) -> bool:
-        """False once the runtime / VMM is gone (crashed, killed)."""
+        """False once the runtime / VMM is gone (crashed, killed) or the guest said it is finished."""
 
     @abstractmethod
-    def stop(self) -> None:
-        """Release everything the launch created. Idempotent; never raises for already-gone parts."""
+    def stop(self, *, fast: bool = False) -> None:
+        """Release everything the launch created. Idempotent; never raises for already-gone parts.
+        fast: the instance's state is scratch (a cold-start trial), so no graceful shutdown is owed."""
 
     def exit_reason(self) -> str:
         """One line on why the instance died, from its log or console."""
         return "instance exited"
 
-    def poll_console(self) -> None:
-        """Give the platform a chance to mark console-derived phases while the runner waits."""
 
-
-class Platform(ABC):
-    kind: ClassVar[str]
+class Platform(Registered, ABC, Generic[O]):
+    registry: ClassVar[Registry["Platform"]] = Registry("platform", "orchestrator.platforms")
     Options: ClassVar[type[PlatformOptions]] = PlatformOptions
-    attachment: ClassVar[str] = "netns"  # "netns": labnet.attach_namespace; "vm": a NIC for a guest
-    tools: ClassVar[tuple[str, ...]] = ()  # executables this platform needs on the host
+    tools: ClassVar[tuple[Tool, ...]] = ()  # executables this platform needs on the host it is placed on
 
-    def __init__(self, name: str, options: PlatformOptions, host: "Host", ledger: "Ledger", workdir: Path):
+    def __init__(self, name: str, options: O, host: "Host", ledger: "Ledger", workdir: Path):
         self.name = name
-        self.options = options
+        self.options: O = options
         self.host = host
         self.ledger = ledger
         self.workdir = workdir
 
+    @classmethod
+    def tools_for(cls, options: PlatformOptions) -> tuple[Tool, ...]:
+        """The tools a platform with these options needs (most platforms: always the same)."""
+        return cls.tools
+
+    # --- the network -------------------------------------------------------------------
+    def attach(self, net: "LabNetwork") -> "Attachment":
+        """This platform's place on the lab network; processes and containers get a namespace."""
+        return net.namespace(self.name)
+
+    # --- images and launches ------------------------------------------------------------
     @abstractmethod
     def image(self, workload: "Workload", cache: "ImageCache") -> "Image":
         """Build or fetch (cached) the artifact this platform boots for `workload`."""
 
     @abstractmethod
     def launch(self, image: "Image", workload: "Workload", attachment: "Attachment", timeline: Timeline) -> Instance:
-        """Start the workload; mark `process_started` and any phase the platform sees. Must not wait for readiness."""
+        """Start the workload; mark `requested` just before starting it, then `process_started` and any
+        phase the platform alone sees. Must not wait for readiness."""
 
-    def versions(self) -> dict[str, str]:
-        """Versions of the runtime and tools this platform uses, for provenance."""
-        return {}
+    # --- run-level ----------------------------------------------------------------------
+    def preflight(self) -> list[str]:
+        """Errors in this platform's settings for its host (e.g. an option the installed runtime lacks),
+        checked before anything is created; each is one line and stops the run."""
+        return []
 
-    def provenance(self) -> dict:
-        """Platform-level facts for every sample (accelerator, runtime flags)."""
-        return {}
+    def not_runnable(self, workload: "Workload") -> str | None:
+        """Why a cell of this platform and workload cannot run here (an image not imported, no SR-IOV
+        NIC), or None. Such cells are reported with the reason; the run goes on."""
+        return None
 
     def prepare(self) -> None:
         """Once per run before the first launch (e.g. the accelerator probe)."""
 
     def close(self) -> None:
         """Once per run after the last instance stopped."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the runtime and tools this platform uses, as its host reports them."""
+        return {t.name: version_line(self.host, t.version_argv)
+                for t in self.tools_for(self.options) if t.version_argv}
+
+    def provenance(self) -> dict:
+        """Platform-level facts for every sample (accelerator, runtime flags)."""
+        return {}

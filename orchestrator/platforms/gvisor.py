@@ -7,12 +7,14 @@ eth0 and run TCP/IP in netstack: the configuration the gVisor paper compares to 
 from __future__ import annotations
 
 import re
-import subprocess
-from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
-from ..provision.doctor import PASS, WARN, Check, check
+from pydantic import Field
+
+from ..checks import PASS, WARN, Check, DoctorCheck
+from ..hosts.base import Host
+from ..tools import Tool
 from .base import PlatformOptions
 from .oci_runtime import OciPlatform
 
@@ -21,49 +23,58 @@ COMPAT_WRAPPER = Path(__file__).with_name("runsc-netns-compat.sh")
 FIXED_ROOT_NETNS_CHECK = 20240801
 
 
-@cache
-def runsc_needs_netns_compat() -> bool:
+_COMPAT: dict[str, bool] = {}  # host name -> verdict (one probe per host and process)
+
+
+def runsc_needs_netns_compat(host: Host) -> bool:
     """True when this runsc would mistake testbed's fresh namespace for the root one (see the wrapper)."""
-    version = subprocess.run(["runsc", "--version"], capture_output=True, text=True, timeout=20).stdout
-    m = re.search(r"(\d{8})", version)
-    if not m or int(m.group(1)) >= FIXED_ROOT_NETNS_CHECK:
-        return False
-    probe = subprocess.run(["unshare", "--net", "test", "-e", "/proc/sys/net/core/rmem_default"], timeout=20)
-    return probe.returncode == 0
+    if host.name not in _COMPAT:
+        version = host.run(["runsc", "--version"], timeout=20, check=False).stdout
+        m = re.search(r"(\d{8})", version)
+        if not m or int(m.group(1)) >= FIXED_ROOT_NETNS_CHECK:
+            _COMPAT[host.name] = False
+        else:
+            probe = host.run(["unshare", "--net", "test", "-e", "/proc/sys/net/core/rmem_default"], timeout=20,
+                             check=False)
+            _COMPAT[host.name] = probe.ok
+    return _COMPAT[host.name]
 
 
 class GvisorOptions(PlatformOptions):
     platform: Literal["ptrace", "kvm", "systrap"] = "ptrace"
     network: Literal["sandbox", "host"] = "sandbox"
-    ready_timeout: float = 90.0
+    ready_timeout: float = Field(90.0, gt=0, le=3600)
 
 
-class Gvisor(OciPlatform):
-    kind = "gvisor"
+class Gvisor(OciPlatform[GvisorOptions], kind="gvisor"):
     binary = "runsc"
     state_root = "/run/testbed-runsc"
-    tools = ("runsc",)
+    tools = (Tool("runsc", "runsc", ("runsc", "--version"), "gvisor platform"),
+             Tool("unshare", "util-linux", (), "gvisor platform (netns compatibility)"))
     Options = GvisorOptions
 
     def runtime_argv(self) -> list[str]:
-        return [str(COMPAT_WRAPPER), self.binary] if runsc_needs_netns_compat() else [self.binary]
+        return [str(COMPAT_WRAPPER), self.binary] if runsc_needs_netns_compat(self.host) else [self.binary]
 
     def global_flags(self) -> list[str]:
         return ["--root", self.state_root, f"--platform={self.options.platform}", f"--network={self.options.network}"]
 
     def provenance(self) -> dict:
         return {"gvisor_platform": self.options.platform, "gvisor_network": self.options.network,
-                "runsc_netns_compat": runsc_needs_netns_compat()}
+                "runsc_netns_compat": runsc_needs_netns_compat(self.host)}
 
 
-@check
-def gvisor_network(host) -> list[Check]:
+class GvisorNetnsCheck(DoctorCheck, kind="gvisor-netns"):
     """Whether runsc accepts testbed's namespaces as they are, or through the compat wrapper."""
-    if host.which("runsc") is None or host.name != "localhost":
-        return []
-    if runsc_needs_netns_compat():
-        return [Check("gvisor netns check", WARN,
-                      "this runsc mistakes any network namespace for the root one on this kernel; testbed masks "
-                      "/proc/sys/net for runsc (recorded as runsc_netns_compat)",
-                      f"a runsc release from {FIXED_ROOT_NETNS_CHECK} or later needs no workaround")]
-    return [Check("gvisor netns check", PASS, "runsc accepts testbed's network namespaces")]
+
+    order = 60
+
+    def run(self, host: Host) -> Iterable[Check]:
+        if host.which("runsc") is None:
+            return []
+        if runsc_needs_netns_compat(host):
+            return [Check("gvisor netns check", WARN,
+                          "this runsc mistakes any network namespace for the root one on this kernel; testbed masks "
+                          "/proc/sys/net for runsc (recorded as runsc_netns_compat)",
+                          f"a runsc release from {FIXED_ROOT_NETNS_CHECK} or later needs no workaround")]
+        return [Check("gvisor netns check", PASS, "runsc accepts testbed's network namespaces")]

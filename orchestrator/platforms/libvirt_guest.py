@@ -11,20 +11,29 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Generic, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from ..errors import ConfigError, LaunchError
+from ..enums import NicKind
+from ..errors import ConfigError, LaunchError, TestbedError
 from ..images.cache import ImageCache
 from ..net import sriov
+from ..net.labnet import Attachment, LabNetwork, random_mac
+from ..tools import Tool
 from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
 from ..virt.connection import DEFAULT_URI, Connection
-from ..virt.console import ConsoleFile, Event
+from ..virt.console import ConsoleFile, ConsoleWatcher, Event
 from ..virt.domain import BridgeNic, DomainSpec, SriovNic
 from ..virt.lifecycle import create_transient, destroy, domain_running, process_started_monotonic, qemu_pid
 from ..workloads.base import Workload
 from .base import Instance, Platform, PlatformOptions, Timeline, now
+
+# Tools of every libvirt guest platform (each adds its own).
+LIBVIRT_TOOLS = (
+    Tool("virsh", "libvirt-clients", ("virsh", "--version"), "libvirt guests"),
+    Tool("qemu-system-x86_64", "qemu-system-x86", ("qemu-system-x86_64", "--version"), "QEMU guests"),
+)
 
 
 class GuestOptions(PlatformOptions):
@@ -36,7 +45,7 @@ class GuestOptions(PlatformOptions):
     nic: Literal["virtio", "sriov"] = "virtio"
     sriov_pf: str | None = None
     machine: str = "pc"
-    ready_timeout: float = 120.0
+    ready_timeout: float = Field(120.0, gt=0, le=3600)
     connect_timeout: float = Field(30.0, gt=0)
     probe_timeout: float = Field(PROBE_TIMEOUT, gt=0)
 
@@ -48,31 +57,43 @@ class GuestOptions(PlatformOptions):
 
 
 class GuestInstance(Instance):
-    def __init__(self, name, attachment, timeline, workdir, platform: LibvirtGuestPlatform, console: ConsoleFile,
-                 vf: sriov.VirtualFunction | None = None):
+    """A running domain whose console a watcher thread reads from the moment it is created."""
+
+    def __init__(self, name, attachment, timeline, workdir, platform: "LibvirtGuestPlatform", console: ConsoleFile):
         super().__init__(name, attachment, timeline, workdir)
         self.platform = platform
         self.console = console
-        self.vf = vf
         self._stopped = False
+        self._finished: str | None = None  # the console says the guest will do nothing more
         self._pid: int | None = None
+        self.watcher = ConsoleWatcher(console, self.on_console, tick=self._vmm_started, name=name)
 
-    def console_events(self) -> list[Event]:
-        """New console lines for poll_console(); marks vmm_started (QEMU's own start time) once its pid shows up."""
-        tl = self.timeline
-        if not tl.has("vmm_started"):
+    def start_watching(self) -> None:
+        self.watcher.start()
+
+    def _vmm_started(self) -> None:
+        """Marks vmm_started (QEMU's own start time, from /proc) once libvirt has written its pid."""
+        if self._pid is None and not self.timeline.has("vmm_started"):
             self._pid = qemu_pid(self.name)
             if self._pid is not None:
-                tl.mark("vmm_started", process_started_monotonic(self._pid) or now())
-        return self.console.poll()
+                self.timeline.mark("vmm_started", process_started_monotonic(self._pid) or now())
+
+    def on_console(self, events: list[Event], t: float) -> None:
+        """Stamp the phases these console lines stand for (on the watcher's thread)."""
+        self.timeline.mark("first_console", t)
+
+    def finished(self, reason: str) -> None:
+        """The console says the guest is done (QEMU may still run): no longer alive; teardown stops it."""
+        if self._finished is None:
+            self._finished = reason
 
     def alive(self) -> bool:
-        if self._stopped:
+        if self._stopped or self._finished:
             return False
         return domain_running(self.platform.conn, self.name)
 
     def exit_reason(self) -> str:
-        self.console.poll()
+        self.watcher.poll()
         tail = self.console.parser.tail_line()
         return self.guest_exit_reason(tail) or f"domain {self.name} is gone; console: {tail}"
 
@@ -83,22 +104,22 @@ class GuestInstance(Instance):
     def remove_launch_files(self) -> None:
         """Per-launch copies of cached files (the cache itself stays)."""
 
-    def stop(self) -> None:
+    def stop(self, *, fast: bool = False) -> None:
         if self._stopped:
             return
         self._stopped = True
         try:
-            destroy(self.platform.conn, self.platform.ledger, self.name)
+            destroy(self.platform.conn, self.platform.ledger, self.name)  # a guest's stop is always immediate
         finally:
-            if self.vf is not None:
-                self.platform.vf_allocator().release(self.vf)
-                self.vf = None
+            self.watcher.stop()
             self.remove_launch_files()
 
 
-class LibvirtGuestPlatform(Platform):
+GO = TypeVar("GO", bound=GuestOptions)
+
+
+class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
     Options = GuestOptions
-    attachment = "vm"
     # Option values recorded in provenance(), in this order (then libvirt_uri).
     provenance_options: ClassVar[tuple[str, ...]] = ("nic", "machine", "vcpus", "memory_mb", "vcpu_pins")
 
@@ -119,7 +140,7 @@ class LibvirtGuestPlatform(Platform):
     def prepare(self) -> None:
         if self.accel is not None:
             return
-        o: GuestOptions = self.options  # type: ignore[assignment]
+        o = self.options
         self._validate_against_host(o)
         # The probe decides KVM or TCG once per run and URI; every guest platform shares its verdict.
         self.accel = choose_accel(self.conn, self.ledger, ImageCache(), o.accel, timeout=o.probe_timeout,
@@ -140,17 +161,28 @@ class LibvirtGuestPlatform(Platform):
 
     def vf_allocator(self) -> sriov.VfAllocator:
         if self._vfs is None:
-            self._vfs = sriov.VfAllocator(self.options.sriov_pf, ledger=self.ledger)
+            self._vfs = sriov.VfAllocator(str(self.options.sriov_pf), ledger=self.ledger)
         return self._vfs
 
     def versions(self) -> dict[str, str]:
         try:
             return self.conn.versions()
-        except Exception as exc:
+        except (TestbedError, OSError) as exc:
             return {"libvirt": f"unavailable ({exc})"}
 
+    # --- the network -------------------------------------------------------------------------
+    def attach(self, net: LabNetwork) -> Attachment:
+        """virtio: a port on the lab's host bridge (libvirt makes the tap); sriov: a VF of the PF."""
+        if self.options.nic != "sriov":
+            return net.bridge_port()
+        mac = random_mac()
+        allocator = self.vf_allocator()
+        vf = allocator.allocate(mac, owner=f"{self.ledger.run_id}/{self.name}")
+        return net.adopt(NicKind.SRIOV, mac, device=vf, release=lambda: allocator.release(vf),
+                         facts={"sriov_pf": vf.pf, "sriov_vf": vf.pci_address, "sriov_vf_driver": vf.driver})
+
     def provenance(self) -> dict:
-        o: GuestOptions = self.options  # type: ignore[assignment]
+        o = self.options
         facts = {k: getattr(o, k) for k in self.provenance_options}
         facts.update({"libvirt_uri": o.uri, **self._facts})
         if self.accel is not None:
@@ -161,7 +193,7 @@ class LibvirtGuestPlatform(Platform):
     def domain_name(self, workload: Workload, octet: str) -> str:
         return f"tb-{self.ledger.run_id}-{workload.name}-{octet}"
 
-    def launch_dir(self, workload: Workload, attachment) -> tuple[str, str, Path]:
+    def launch_dir(self, workload: Workload, attachment: Attachment) -> tuple[str, str, Path]:
         """(domain name, address octet, fresh work directory) of a launch; prepares the run first."""
         self.prepare()
         octet = str(attachment.address).rsplit(".", 1)[1]
@@ -171,18 +203,17 @@ class LibvirtGuestPlatform(Platform):
         workdir.mkdir(parents=True)
         return name, octet, workdir
 
-    def nic(self, name: str, attachment, octet: str) -> tuple[BridgeNic | SriovNic, sriov.VirtualFunction | None]:
-        """The guest's NIC and the VF it holds (None for virtio); the caller releases the VF on failure."""
-        if self.options.nic == "sriov":
-            vf = self.vf_allocator().allocate(attachment.mac, owner=name)
-            return SriovNic(vf.pci_address, attachment.mac), vf
+    def nic(self, name: str, attachment: Attachment, octet: str) -> BridgeNic | SriovNic:
+        """The guest's NIC for its attachment."""
+        if attachment.nic == NicKind.SRIOV:
+            return SriovNic(attachment.device.pci_address, attachment.mac)
         if not attachment.bridge:
-            raise LaunchError(f"{name}: attachment has no host bridge; use LabNet.attach_vm()")
-        return BridgeNic(attachment.bridge, attachment.mac, tap=f"tb{self.ledger.run_id}t{octet}"[:15]), None
+            raise LaunchError(f"{name}: attachment has no host bridge (the platform's attach() gives one)")
+        return BridgeNic(attachment.bridge, attachment.mac, tap=f"tb{self.ledger.run_id}t{octet}"[:15])
 
     def domain_spec(self, name: str, workload: Workload, nic, console_path, **boot) -> DomainSpec:
         """The domain fields every guest sets the same way; `boot` adds kernel/initrd/cmdline and the rest."""
-        o: GuestOptions = self.options  # type: ignore[assignment]
+        o = self.options
         return DomainSpec(
             name=name, console_log=str(console_path), domain_type=self.accel.domain_type, machine=o.machine,
             vcpus=o.vcpus, memory_mib=o.memory_mb, vcpu_pins=o.vcpu_pins, emulator_pins=o.cpus, nics=[nic],
@@ -193,12 +224,11 @@ class LibvirtGuestPlatform(Platform):
         """Define and start the transient domain; `requested` is marked just before libvirt is asked."""
         (workdir / "domain.xml").write_text(xml)
         console = ConsoleFile(workdir / "console.log")
-        timeline.mark("requested")
-        create_transient(self.conn, self.ledger, name, xml)
+        create_transient(self.conn, self.ledger, name, xml, before_create=lambda: timeline.mark("requested"))
         return console
 
     def running(self, inst: GuestInstance, provenance: dict) -> GuestInstance:
-        """The started instance, with its provenance and a first look at the console."""
+        """The started instance, with its provenance, its console watched from now on."""
         inst.provenance = provenance
-        inst.poll_console()
+        inst.start_watching()
         return inst

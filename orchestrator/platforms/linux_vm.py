@@ -1,8 +1,8 @@
 """linux-vm: a Linux guest under QEMU, defined and run through libvirt.
 
 Direct kernel boot of images/linux.guest_image (Debian cloud kernel + testbed's initramfs),
-a virtio-net NIC on the run's lab network (LabNet.attach_vm: a tap on an address-less host
-bridge), the serial console in a file that poll_console() reads to mark the boot phases.
+a virtio-net NIC on the run's lab network (a tap libvirt puts on the lab's address-less host
+bridge), the serial console in a file a watcher thread reads to stamp the boot phases.
 KVM or TCG is decided by the accelerator probe in prepare(); see docs/linux-vm.md.
 What every libvirt guest shares is in libvirt_guest.py; this adds the image and the boot.
 """
@@ -11,17 +11,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from ..digest import sha256_file
 from ..errors import ConfigError
-from ..images.cache import Image, ImageCache, sha256_file
+from ..images.cache import Image, ImageCache
 from ..images.linux import CONFIG_PATH, guest_image, launch_initrd
+from ..tools import Tool
 from ..virt.connection import is_local
-from ..virt.console import MARKER_PHASES
+from ..virt.console import MARKER_PHASES, Event
 from ..virt.domain import domain_xml, kernel_cmdline
 from ..workloads.base import Workload
-from .base import Instance, Timeline, now
-from .libvirt_guest import GuestInstance, GuestOptions, LibvirtGuestPlatform
+from .base import Instance, Timeline
+from .libvirt_guest import LIBVIRT_TOOLS, GuestInstance, GuestOptions, LibvirtGuestPlatform
+
+IMAGE_TOOLS = (
+    Tool("dpkg-deb", "dpkg", (), "Linux guest images"),
+    Tool("apt-get", "apt", (), "Linux guest images (the kernel package)"),
+    Tool("depmod", "kmod", (), "Linux guest images"),
+)
 
 
 def hugepages_free_mib(meminfo: Path = Path("/proc/meminfo")) -> int:
@@ -40,24 +48,32 @@ class LinuxVmOptions(GuestOptions):
 
     @field_validator("kernel", "initrd")
     @classmethod
-    def _exists(cls, v: Path | None, info) -> Path | None:
-        if v is not None and not Path(v).is_file():
-            raise ValueError(f"{info.field_name}: {v} does not exist or is not a file")
-        return v
+    def _boot_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        """Relative to the suite file (not the working directory), and of the right kind."""
+        if v is None:
+            return v
+        from ..images.boot_files import check_initrd, check_kernel
+
+        base = (info.context or {}).get("base_dir")
+        path = Path(v) if Path(v).is_absolute() or base is None else Path(base) / v
+        path = path.resolve()
+        if not path.is_file():
+            raise ValueError(f"{v} does not exist or is not a file (paths are relative to the suite file)")
+        try:
+            (check_kernel if info.field_name == "kernel" else check_initrd)(path)
+        except ConfigError as exc:  # as a validation error, so it is reported with the suite's file:line
+            raise ValueError(str(exc)) from None
+        return path
 
 
 class LinuxVmInstance(GuestInstance):
-    def poll_console(self) -> None:
-        events = self.console_events()
+    def on_console(self, events: list[Event], t: float) -> None:
         tl = self.timeline
-        t = now()
+        tl.mark("first_console", t)
         for ev in events:
-            if not tl.has("first_console"):
-                tl.mark("first_console", t)
             if ev.kind == "marker" and ev.name in MARKER_PHASES:
                 tl.mark(MARKER_PHASES[ev.name], t)
-        if events:
-            tl.guest.update(self.console.parser.guest_figures())
+        tl.guest.update(self.console.parser.guest_figures())
 
     def guest_exit_reason(self, tail: str) -> str | None:
         p = self.console.parser
@@ -69,22 +85,13 @@ class LinuxVmInstance(GuestInstance):
         (self.workdir / "initrd.img").unlink(missing_ok=True)  # a per-launch copy of the cached image
 
 
-class LinuxVm(LibvirtGuestPlatform):
-    kind = "linux-vm"
+class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
     Options = LinuxVmOptions
-    tools = ("virsh", "qemu-system-x86_64", "dpkg-deb", "apt-get", "depmod")
+    tools = LIBVIRT_TOOLS + IMAGE_TOOLS
     provenance_options = ("nic", "machine", "vcpus", "memory_mb", "hugepages", "vcpu_pins")
 
-    def __init__(self, name, options, host, ledger, workdir):
-        super().__init__(name, options, host, ledger, workdir)
-        o: LinuxVmOptions = self.options  # type: ignore[assignment]
-        for field in ("kernel", "initrd"):
-            p = getattr(o, field)
-            if p is not None and not Path(p).is_file():
-                raise ConfigError(f"platform {name}: {field}: {p} does not exist")
-
     # --- run-level -----------------------------------------------------------------------
-    def _validate_against_host(self, o: LinuxVmOptions) -> None:
+    def _validate_against_host(self, o: LinuxVmOptions) -> None:  # type: ignore[override]
         import xml.etree.ElementTree as ET
 
         super()._validate_against_host(o)
@@ -110,8 +117,8 @@ class LinuxVm(LibvirtGuestPlatform):
 
     # --- images and launches -------------------------------------------------------------
     def image(self, workload: Workload, cache: ImageCache) -> Image:
-        image = guest_image(workload, cache)
-        o: LinuxVmOptions = self.options  # type: ignore[assignment]
+        image = guest_image(workload.kind, workload.image_recipe(), cache)
+        o = self.options
         self._facts["guest_kernel"] = image.file("release").read_text().strip()
         if o.kernel is not None:
             self._facts["kernel_override"] = f"{o.kernel} sha256:{sha256_file(o.kernel)[:16]}"
@@ -120,7 +127,7 @@ class LinuxVm(LibvirtGuestPlatform):
         return image
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
-        o: LinuxVmOptions = self.options  # type: ignore[assignment]
+        o = self.options
         name, octet, workdir = self.launch_dir(workload, attachment)
         config_dir = workdir / "config"
         config_dir.mkdir()
@@ -128,19 +135,13 @@ class LinuxVm(LibvirtGuestPlatform):
         kernel = Path(o.kernel) if o.kernel else image.file("kernel")
         base_initrd = Path(o.initrd) if o.initrd else image.file("initrd")
         initrd = launch_initrd(base_initrd, workdir / "initrd.img", config_dir, workload.guest_argv(CONFIG_PATH))
-        nic, vf = self.nic(name, attachment, octet)
+        nic = self.nic(name, attachment, octet)
         spec = self.domain_spec(
             name, workload, nic, workdir / "console.log", kernel=str(kernel), initrd=str(initrd),
             cmdline=kernel_cmdline(attachment.address, attachment.prefixlen, attachment.gateway, attachment.mac),
             cpuset=None if o.vcpu_pins else o.cpus, hugepages=o.hugepages,
         )
-        xml = domain_xml(spec)
-        try:
-            console = self.create(name, xml, workdir, timeline)
-        except BaseException:
-            if vf is not None:
-                self.vf_allocator().release(vf)
-            raise
+        console = self.create(name, domain_xml(spec), workdir, timeline)
         timeline.mark("process_started")
-        inst = LinuxVmInstance(name, attachment, timeline, workdir, self, console, vf)
+        inst = LinuxVmInstance(name, attachment, timeline, workdir, self, console)
         return self.running(inst, {"domain": name, "kernel_cmdline": spec.cmdline})

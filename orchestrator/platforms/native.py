@@ -1,16 +1,16 @@
-"""native: the server as a plain host process inside its own lab network namespace."""
+"""native: the server as a plain host process inside its own lab network namespace
+(on a lab host placed by a two-host suite: on the host's experiment interface)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from ..images.cache import Image, ImageCache, sha256_file
-from ..images.rootfs import package_versions
+from ..hosts.base import Host, Process
+from ..images.cache import Image, ImageCache
+from ..tools import Tool
 from ..workloads.base import Workload
-from .base import Instance, Platform, Timeline, now
-from ..hosts.base import Process
-from ..hosts.local import LocalHost
+from .base import Instance, Platform, PlatformOptions, Timeline, now
 
 
 class NativeInstance(Instance):
@@ -24,20 +24,40 @@ class NativeInstance(Instance):
     def exit_reason(self) -> str:
         return f"process exited with {self.proc.returncode()}: {self.proc.log_tail()}"
 
-    def stop(self) -> None:
-        self.proc.stop()
+    def stop(self, *, fast: bool = False) -> None:
+        self.proc.stop(grace=0 if fast else 5.0)
 
 
-class Native(Platform):
-    kind = "native"
-    tools = ("ip", "taskset")
+def package_versions(host: Host, packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of Debian packages on `host` ('missing' for one that is not installed)."""
+    out = {}
+    for pkg in packages:
+        res = host.run(["dpkg-query", "-W", "-f=${Version}", pkg], timeout=20, check=False)
+        out[pkg] = res.stdout.strip() if res.ok and res.stdout.strip() else "missing"
+    return out
+
+
+class NativeOptions(PlatformOptions):
+    pass
+
+
+class Native(Platform[NativeOptions], kind="native"):
+    Options = NativeOptions
+    tools = (Tool("taskset", "util-linux", ("taskset", "--version"), "native platform (CPU pinning)"),
+             Tool("dpkg-query", "dpkg", (), "native platform (package versions)"))
 
     def image(self, workload: Workload, cache: ImageCache) -> Image:
         # Nothing to build: the host's own binaries. Their digest still goes into provenance.
-        binary = Path(workload.recipe.binaries[0])
-        versions = package_versions(workload.recipe.packages)
-        return Image("host", workload.name, "", sha256_file(binary), binary.parent, {"binary": binary.name},
-                     True, 0.0, {"packages": versions})
+        recipe = workload.image_recipe()
+        binary = recipe.binaries[0]
+        digest = self.host.file_sha256(binary)
+        if digest is None:
+            from ..errors import MissingToolError
+
+            raise MissingToolError(f"platform {self.name}: {binary} does not exist on {self.host.name}; install "
+                                   f"{', '.join(recipe.packages)} there (testbed provision)")
+        return Image("host", workload.kind, "", digest, Path(binary).parent, {"binary": Path(binary).name},
+                     True, 0.0, {"packages": package_versions(self.host, recipe.packages)})
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
         workdir = self.workdir / f"{workload.name}-{attachment.address}"
@@ -46,19 +66,14 @@ class Native(Platform):
         config_dir = workdir / "config"
         config_dir.mkdir()
         workload.write_config(config_dir, config_path=str(config_dir))
-        if not isinstance(self.host, LocalHost):  # a lab host: ship the rendered config to the same path there
-            self.host.run(["mkdir", "-p", str(config_dir)], timeout=30)
-            for f in sorted(config_dir.rglob("*")):
-                if f.is_dir():
-                    self.host.run(["mkdir", "-p", str(f)], timeout=30)
-                else:
-                    self.host.put(f, str(f), timeout=60)
-        # In the instance's lab namespace; on a lab host placed by a two-host suite, on its experiment link.
+        if not self.host.is_local:  # a lab host: the rendered config at the same path there
+            self.host.put_tree(config_dir, str(config_dir), timeout=60)
+        # In the instance's lab namespace; on a lab host, on its experiment link.
         argv = ["ip", "netns", "exec", attachment.netns] if attachment.netns else []
         if self.options.cpus:
             argv += ["taskset", "-c", ",".join(map(str, self.options.cpus))]
         argv += workload.argv(str(config_dir))
-        timeline.mark("requested")
-        proc = self.host.spawn(argv, log_path=workdir / "server.log", ledger=self.ledger, label=f"native-{workload.name}")
+        proc = self.host.spawn(argv, log_path=workdir / "server.log", ledger=self.ledger,
+                               label=f"native-{workload.name}", before_start=lambda: timeline.mark("requested"))
         timeline.mark("process_started", now())
         return NativeInstance(f"native-{workload.name}", attachment, timeline, workdir, proc)

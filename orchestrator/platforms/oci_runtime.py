@@ -1,23 +1,28 @@
-"""Shared driver for OCI runtimes (runc, runsc): a bundle per launch over a cached rootfs."""
+"""Shared driver for OCI runtimes (runc, runsc, crun, ...): a bundle per launch over a cached rootfs.
+
+Every runtime command goes through the Host the platform is placed on. `runtime run` is the
+runtime's foreground process (spawned and supervised like any server); stopping kills the
+container and deletes its state, which is recorded in the ledger before the container exists.
+"""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
-from ..errors import LaunchError, MissingToolError
+from ..errors import LaunchError, TestbedError
+from ..hosts.base import Host, Process
 from ..hosts.local import LocalHost
 from ..images.cache import Image, ImageCache
 from ..images.oci import CONFIG_MOUNT, oci_config, rootfs_image, write_bundle
-from ..ledger import reclaimer
+from ..ledger import Reclaimer
 from ..net.netns import NETNS_DIR
 from ..workloads.base import Workload
 from .base import Instance, Platform, PlatformOptions, Timeline, now
-from ..hosts.base import Process
 
 RUNTIME_TIMEOUT = 30
+LEDGER_KIND = "container"
 
 
 class OciInstance(Instance):
@@ -31,29 +36,33 @@ class OciInstance(Instance):
         return self.proc.alive()
 
     def exit_reason(self) -> str:
-        return f"{self.platform.kind} exited with {self.proc.returncode()}: {self.proc.log_tail()}"
+        return f"{self.platform.binary} exited with {self.proc.returncode()}: {self.proc.log_tail()}"
 
-    def stop(self) -> None:
-        self.platform.delete_container(self.cid)
-        self.proc.stop()
-        self.platform.ledger.release(self.platform.binary, self.cid)
+    def stop(self, *, fast: bool = False) -> None:
+        self.platform.delete_container(self.cid)  # SIGKILL: a container's state is scratch either way
+        self.proc.stop(grace=0 if fast else 5.0)
+        self.platform.ledger.release(LEDGER_KIND, self.cid)
 
 
-class OciPlatform(Platform):
-    binary: ClassVar[str]
+O = TypeVar("O", bound=PlatformOptions)
+
+
+class OciPlatform(Platform[O], Generic[O]):
+    binary: ClassVar[str]  # the runtime executable (a platform may take it from its options instead)
     state_root: ClassVar[str]
 
+    @property
+    def runtime(self) -> str:
+        return self.binary
+
     def runtime_argv(self) -> list[str]:
-        return [self.binary]
+        return [self.runtime]
 
     def global_flags(self) -> list[str]:
         return ["--root", self.state_root]
 
     def image(self, workload: Workload, cache: ImageCache) -> Image:
-        if shutil.which(self.binary) is None:
-            raise MissingToolError(f"platform {self.name}: {self.binary} is not installed; run ./setup.sh "
-                                   f"(Debian package {self.binary})")
-        return rootfs_image(workload, cache)
+        return rootfs_image(workload.kind, workload.image_recipe(), cache)
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
         cid = f"{attachment.netns}-{workload.name}"
@@ -62,56 +71,41 @@ class OciPlatform(Platform):
         config_dir = workdir / "config"
         config_dir.mkdir(parents=True)
         workload.write_config(config_dir, config_path=CONFIG_MOUNT)
-        spec = oci_config(rootfs=str(image.file("rootfs")), args=workload.argv(CONFIG_MOUNT), hostname=workload.name,
+        spec = oci_config(rootfs=str(image.file("rootfs")), args=workload.argv(CONFIG_MOUNT), hostname=workload.kind,
                           netns_path=str(NETNS_DIR / attachment.netns), config_dir=config_dir, cpus=self.options.cpus)
         bundle = write_bundle(workdir / "bundle", spec)
         argv = [*self.runtime_argv(), *self.global_flags(), "run", "--bundle", str(bundle), cid]
-        self.ledger.acquire(self.binary, cid, root=self.state_root, flags=self.global_flags())
-        timeline.mark("requested")
+        self.ledger.acquire(LEDGER_KIND, cid, binary=self.runtime, flags=self.global_flags())
         try:
-            proc = self.host.spawn(argv, log_path=workdir / "runtime.log", ledger=self.ledger, label=f"{self.binary}-{cid}")
+            proc = self.host.spawn(argv, log_path=workdir / "runtime.log", ledger=self.ledger,
+                                   label=f"{self.runtime}-{cid}", before_start=lambda: timeline.mark("requested"))
         except LaunchError:
-            self.ledger.release(self.binary, cid)
+            self.ledger.release(LEDGER_KIND, cid)
             raise
         timeline.mark("process_started", now())
         return OciInstance(cid, attachment, timeline, workdir, proc, self, cid)
 
     def delete_container(self, cid: str) -> None:
-        delete_container(self.binary, self.global_flags(), cid)
+        delete_container(self.host, self.runtime, self.global_flags(), cid)
 
     def versions(self) -> dict[str, str]:
         try:
-            out = LocalHost().run([self.binary, *self.global_flags(), "--version"], timeout=RUNTIME_TIMEOUT,
-                                  check=False).stdout
-        except MissingToolError:
-            return {self.binary: "missing"}
-        return {self.binary: " ".join(out.split("\n")[0].split()[2:]) or out.strip()}
+            out = self.host.run([self.runtime, *self.global_flags(), "--version"], timeout=RUNTIME_TIMEOUT,
+                                check=False).stdout
+        except TestbedError:
+            return {self.runtime: "missing"}
+        first = out.split("\n")[0].split()
+        # "runc version 1.1.5" / "runsc version release-20221219.0" / "crun version 1.8.1"
+        return {self.runtime: " ".join(first[2:]) if len(first) > 2 and first[1] == "version" else out.strip()}
 
 
-def delete_container(binary: str, flags: list[str], cid: str) -> None:
-    # `delete --force` kills the container's processes and removes its state; absent is fine.
-    subprocess.run([binary, *flags, "kill", cid, "KILL"], capture_output=True, timeout=RUNTIME_TIMEOUT)
-    force = "--force" if binary == "runc" else "-force"
-    subprocess.run([binary, *flags, "delete", force, cid], capture_output=True, timeout=RUNTIME_TIMEOUT)
+def delete_container(host: Host, binary: str, flags: list[str], cid: str) -> None:
+    # `kill KILL` + `delete --force` kill the container's processes and remove its state; absent is fine.
+    host.run([binary, *flags, "kill", cid, "KILL"], timeout=RUNTIME_TIMEOUT, check=False)
+    force = "-force" if binary == "runsc" else "--force"  # Debian's runsc takes Go-style single-dash flags
+    host.run([binary, *flags, "delete", force, cid], timeout=RUNTIME_TIMEOUT, check=False)
 
 
-@reclaimer("runc")
-def _reclaim_runc(name: str, meta: dict) -> None:
-    delete_container("runc", meta.get("flags", []), name)
-
-
-@reclaimer("runsc")
-def _reclaim_runsc(name: str, meta: dict) -> None:
-    delete_container("runsc", meta.get("flags", []), name)
-
-
-class RuncOptions(PlatformOptions):
-    pass
-
-
-class Runc(OciPlatform):
-    kind = "runc"
-    binary = "runc"
-    state_root = "/run/testbed-runc"
-    tools = ("runc",)
-    Options = RuncOptions
+class ContainerReclaimer(Reclaimer, kind=LEDGER_KIND):
+    def reclaim(self, name: str, meta: dict) -> None:
+        delete_container(LocalHost(), meta["binary"], meta.get("flags", []), name)

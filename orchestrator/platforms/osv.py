@@ -109,8 +109,7 @@ def default_cmdline(workload: Workload) -> str:
     return render_default_cmdline("osv", DEFAULT_CMDLINES, workload, osv_quote)
 
 
-class Osv(UnikernelPlatform):
-    kind = "osv"
+class Osv(UnikernelPlatform[OsvOptions], kind="osv"):
     image_kind = "osv"
     Options = OsvOptions
 
@@ -118,7 +117,7 @@ class Osv(UnikernelPlatform):
         return default_cmdline(workload)
 
     def boot_spec(self, image: Image, workload: Workload, attachment, base: DomainSpec, workdir: Path):
-        o: OsvOptions = self.options  # type: ignore[assignment]
+        o = self.options
         app = self.app_cmdline(workload)
         line = osv_cmdline(app, attachment.address, attachment.netmask, attachment.gateway, o.osv_options)
         disk = disk_for(image, "disk", workdir)

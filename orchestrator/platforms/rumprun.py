@@ -109,8 +109,7 @@ def default_cmdline(workload: Workload) -> str:
     return render_default_cmdline("rumprun", DEFAULT_CMDLINES, workload, rumprun_arg)
 
 
-class Rumprun(UnikernelPlatform):
-    kind = "rumprun"
+class Rumprun(UnikernelPlatform[RumprunOptions], kind="rumprun"):
     image_kind = "rumprun"
     Options = RumprunOptions
 
@@ -118,7 +117,7 @@ class Rumprun(UnikernelPlatform):
         return default_cmdline(workload)
 
     def boot_spec(self, image: Image, workload: Workload, attachment, base: DomainSpec, workdir: Path):
-        o: RumprunOptions = self.options  # type: ignore[assignment]
+        o = self.options
         app = self.app_cmdline(workload)
         mountpoints = layout(image).get("mountpoints", {})
         disks, blks = [], []

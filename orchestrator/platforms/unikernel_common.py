@@ -2,7 +2,7 @@
 
 Both boot a user-imported image (images/imported.py) as a transient libvirt domain
 (virt/unikernel_domain.py on top of the linux-vm builder), with a virtio NIC on the run's lab
-network (or an SR-IOV VF) and the serial console in a file that poll_console() reads. The
+network (or an SR-IOV VF) and the serial console in a file a watcher thread reads. The
 libvirt connection, the accelerator probe (kvm -> tcg fallback), host checks and the instance's
 life are libvirt_guest.py's, shared with linux-vm.
 
@@ -15,22 +15,22 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Generic, Iterable, TypeVar
 
 from pydantic import Field, model_validator
 
-from ..errors import CommandTimeout, ConfigError, LaunchError, MissingToolError
+from ..checks import FAIL, PASS, WARN, Check, DoctorCheck
+from ..errors import CommandTimeout, ConfigError, LaunchError, MissingToolError, TestbedError
 from ..images.cache import Image, ImageCache
-from ..images.imported import KINDS, find_imported, import_command, imported_images
-from ..net import sriov
-from ..provision.doctor import FAIL, PASS, WARN, Check, check
-from ..virt.console import ConsoleFile
+from ..images.imported import KINDS, ImageMissingError, find_imported, import_command, imported_images
+from ..tools import Tool
+from ..virt.console import ConsoleFile, Event
 from ..virt.domain import DomainSpec
 from ..virt.unikernel_console import UnikernelConsole
 from ..virt.unikernel_domain import Disk, UnikernelSpec, unikernel_xml
 from ..workloads.base import Workload
-from .base import Instance, Timeline, now
-from .libvirt_guest import GuestInstance, GuestOptions, LibvirtGuestPlatform
+from .base import Instance, Timeline
+from .libvirt_guest import LIBVIRT_TOOLS, GuestInstance, GuestOptions, LibvirtGuestPlatform
 
 QEMU_IMG_TIMEOUT = 60.0
 
@@ -75,19 +75,14 @@ def write_into_disk(disk: Path, offset: int, data: bytes, scratch: Path) -> None
 
 
 class UnikernelInstance(GuestInstance):
-    def __init__(self, name, attachment, timeline, workdir, platform: UnikernelPlatform, console: ConsoleFile,
-                 parser: UnikernelConsole, vf: sriov.VirtualFunction | None = None):
-        super().__init__(name, attachment, timeline, workdir, platform, console, vf)
+    def __init__(self, name, attachment, timeline, workdir, platform: "UnikernelPlatform", console: ConsoleFile,
+                 parser: UnikernelConsole):
+        super().__init__(name, attachment, timeline, workdir, platform, console)
         self.parser = parser
         self.console_marks: dict[str, float] = {}  # label -> ms after requested (host clock)
-        self._finished_reason: str | None = None
 
-    def poll_console(self) -> None:
-        events = self.console_events()
+    def on_console(self, events: list[Event], t: float) -> None:
         tl = self.timeline
-        if not events:
-            return
-        t = now()
         tl.mark("first_console", t)
         for ev in events:
             for ob in self.parser.feed_line(ev.text):
@@ -98,39 +93,58 @@ class UnikernelInstance(GuestInstance):
         tl.guest.update(self.parser.guest)
         self.provenance.update({f"console_{k}_ms": v for k, v in self.console_marks.items()})
         self.provenance.update(self.parser.facts)
-        if self.parser.finished and not self._stopped:
-            # QEMU keeps running after rumprun's `halted` / an OSv abort: stop the guest ourselves.
-            self._finished_reason = self.parser.finish_reason
-            self.stop()
+        if self.parser.finished:
+            # QEMU keeps running after rumprun's `halted` / an OSv abort: the instance is over.
+            self.finished(self.parser.finish_reason or "the guest finished")
 
     def guest_exit_reason(self, tail: str) -> str | None:
-        if self._finished_reason or self.parser.finish_reason:
-            return f"{self._finished_reason or self.parser.finish_reason}; console: {tail}"
-        return None
+        reason = self._finished or self.parser.finish_reason
+        return f"{reason}; console: {tail}" if reason else None
 
     def remove_launch_files(self) -> None:
         for f in self.workdir.glob("*.qcow2"):
             f.unlink(missing_ok=True)
 
 
-class UnikernelPlatform(LibvirtGuestPlatform):
+UO = TypeVar("UO", bound=UnikernelOptions)
+
+
+class UnikernelPlatform(LibvirtGuestPlatform[UO], Generic[UO]):
     """Subclasses say how to boot: boot_spec() returns the domain and the console parser."""
 
     Options = UnikernelOptions
-    tools = ("virsh", "qemu-system-x86_64", "qemu-img", "qemu-io")
+    tools = LIBVIRT_TOOLS + (Tool("qemu-img", "qemu-utils", ("qemu-img", "--version"), "unikernel disk overlays"),
+                             Tool("qemu-io", "qemu-utils", (), "unikernel disk overlays"))
     image_kind: ClassVar[str]
 
     # --- images ----------------------------------------------------------------------------
-    def image_name(self, workload: Workload) -> str:
-        return self.options.image or workload.name
+    def image_names(self, workload: Workload) -> list[str]:
+        """The import names a cell's image is looked up by: the `image` option, else the workload's
+        entry name, then its kind (so `redis-tuned: {kind: redis}` finds an image imported as redis)."""
+        if self.options.image:
+            return [self.options.image]
+        return list(dict.fromkeys([workload.name, workload.kind]))
 
     def image(self, workload: Workload, cache: ImageCache) -> Image:
-        return find_imported(self.image_kind, self.image_name(workload), cache)
+        names = self.image_names(workload)
+        for name in names[:-1]:
+            try:
+                return find_imported(self.image_kind, name, cache)
+            except ImageMissingError:
+                continue
+        return find_imported(self.image_kind, names[-1], cache)
+
+    def not_runnable(self, workload: Workload) -> str | None:
+        try:
+            self.image(workload, ImageCache())
+        except ImageMissingError as exc:
+            return str(exc)
+        return None
 
     # --- launches --------------------------------------------------------------------------
     def app_cmdline(self, workload: Workload) -> str:
         """The application's command line: the `cmdline` option, else the platform's default for the workload."""
-        o: UnikernelOptions = self.options  # type: ignore[assignment]
+        o = self.options
         if o.cmdline:
             return " ".join(o.cmdline.split())
         return self.default_cmdline(workload)
@@ -148,20 +162,17 @@ class UnikernelPlatform(LibvirtGuestPlatform):
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
         name, octet, workdir = self.launch_dir(workload, attachment)
-        vf = None
         try:
-            nic, vf = self.nic(name, attachment, octet)
+            nic = self.nic(name, attachment, octet)
             base = self.domain_spec(name, workload, nic, workdir / "console.log", kernel="", initrd="", cmdline="")
             spec, parser, prov = self.boot_spec(image, workload, attachment, base, workdir)
             console = self.create(name, unikernel_xml(spec), workdir, timeline)
         except BaseException:
-            if vf is not None:
-                self.vf_allocator().release(vf)
             for f in workdir.glob("*.qcow2"):
                 f.unlink(missing_ok=True)
             raise
         timeline.mark("process_started")
-        inst = UnikernelInstance(name, attachment, timeline, workdir, self, console, parser, vf)
+        inst = UnikernelInstance(name, attachment, timeline, workdir, self, console, parser)
         return self.running(inst, {"domain": name, "boot": spec.boot, **prov})
 
 
@@ -169,9 +180,9 @@ def render_default_cmdline(kind: str, templates: dict[str, str], workload: Workl
                            quote: Callable[[str], str]) -> str:
     """A platform's default application command line: the workload's template filled from its
     port and options, then its extra_args, each passed through the platform's quote()."""
-    template = templates.get(workload.name)
+    template = templates.get(workload.kind)
     if template is None:
-        raise ConfigError(f"{kind}: no default command line for workload {workload.name!r}; set the platform's "
+        raise ConfigError(f"{kind}: no default command line for workload kind {workload.kind!r}; set the platform's "
                           f"cmdline option")
     return " ".join([template.format(port=workload.port, **workload.options.model_dump()),
                      *(quote(a) for a in workload.options.extra_args)])
@@ -187,27 +198,29 @@ def disk_for(image: Image, role: str, workdir: Path) -> Disk:
 
 
 # --- doctor --------------------------------------------------------------------------------
-@check
-def unikernel_images(host) -> list[Check]:
+class UnikernelImagesCheck(DoctorCheck, kind="unikernel-images"):
     """Whether osv / rumprun cells can run: an imported image, and the disk tools launches need."""
-    if host.name != "localhost":
-        return []
-    out: list[Check] = []
-    missing = [t for t in ("qemu-img", "qemu-io") if host.which(t) is None]
-    if missing:
-        out.append(Check("unikernel disk tools", FAIL, f"{', '.join(missing)} missing: osv and rumprun cannot "
-                         "launch (per-launch disk overlays)", "apt-get install qemu-utils"))
-    for kind in KINDS:
-        try:
-            images = imported_images(kind)
-        except Exception as exc:
-            out.append(Check(f"{kind} images", FAIL, f"image cache unreadable: {exc}"))
-            continue
-        if not images:
-            out.append(Check(f"{kind} images", WARN, f"none imported: {kind} cells are not runnable",
-                             f"{import_command(kind, 'redis')} (build: images/{kind}/README.md)"))
-        else:
-            names = ", ".join(dict.fromkeys(f"{i.name} ({i.digest[:12]})" for i in images))
-            out.append(Check(f"{kind} images", PASS, f"imported: {names}; a cell uses the image named like its "
-                             f"workload unless the platform sets image:"))
-    return out
+
+    order = 70
+    local_only = True
+
+    def run(self, host) -> Iterable[Check]:
+        out: list[Check] = []
+        missing = [t for t in ("qemu-img", "qemu-io") if host.which(t) is None]
+        if missing:
+            out.append(Check("unikernel disk tools", FAIL, f"{', '.join(missing)} missing: osv and rumprun cannot "
+                             "launch (per-launch disk overlays)", "apt-get install qemu-utils"))
+        for kind in KINDS:
+            try:
+                images = imported_images(kind)
+            except (OSError, ValueError, TestbedError) as exc:
+                out.append(Check(f"{kind} images", FAIL, f"image cache unreadable: {exc}"))
+                continue
+            if not images:
+                out.append(Check(f"{kind} images", WARN, f"none imported: {kind} cells are not runnable",
+                                 f"{import_command(kind, 'redis')} (build: images/{kind}/README.md)"))
+            else:
+                names = ", ".join(dict.fromkeys(f"{i.name} ({i.digest[:12]})" for i in images))
+                out.append(Check(f"{kind} images", PASS, f"imported: {names}; a cell uses the image named like its "
+                                 f"workload unless the platform sets image:"))
+        return out

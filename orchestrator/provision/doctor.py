@@ -1,99 +1,79 @@
 """`testbed doctor`: pass / warn / fail checks of a host, each with a fix hint.
 
-Checks register themselves with @check; each takes the Host and returns one or more
-Check results. Modules that add checks (virtualization, SR-IOV, ...) are imported in
-CHECK_MODULES so the registry is complete before running.
+Checks are DoctorCheck subclasses (orchestrator/checks.py) living beside the code whose needs
+they know; the tool table is built from the tools every registered platform, workload and
+benchmark declares. A host that cannot be reached (refused host key, no route) is not a table
+of failures: it is one line and a non-zero exit, at the first refusal.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
-import subprocess
-from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
+from ..bench.base import Benchmark
+from ..checks import FAIL, PASS, WARN, Check, DoctorCheck
+from ..errors import TestbedError
 from ..hosts.base import Host
-
-PASS, WARN, FAIL = "pass", "warn", "fail"
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # pass | warn | fail
-    detail: str
-    fix: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from ..platforms.base import Platform
+from ..tools import BASE_TOOLS, ToolSet, tool_version
+from ..workloads.base import Workload
 
 
-CheckFn = Callable[[Host], Iterable[Check]]
-CHECKS: list[CheckFn] = []
-CHECK_MODULES: list[str] = ["orchestrator.provision.doctor", "orchestrator.provision.host_checks"]
-CHECK_MODULES.append("orchestrator.platforms.gvisor")
-CHECK_MODULES.append("orchestrator.platforms.unikernel_common")
-CHECK_MODULES.append("orchestrator.virt.doctor_checks")
+class HostUnreachable(TestbedError):
+    """The host cannot be checked at all (SSH refused, host key mismatch)."""
 
 
-def check(fn: CheckFn) -> CheckFn:
-    CHECKS.append(fn)
-    return fn
+def declared_tools() -> ToolSet:
+    """Every tool testbed's registered platforms, workloads and benchmarks declare, once each."""
+    tools = ToolSet()
+    tools.add(BASE_TOOLS, "testbed")
+    for registry, noun in ((Platform.registry, "platform"), (Workload.registry, "workload"),
+                           (Benchmark.registry, "benchmark")):
+        for kind, cls in registry.items():
+            tools.add(cls.tools, f"{kind} {noun}")
+    return tools
 
 
-# tool -> (argv printing its version, Debian package providing it, what needs it)
-TOOLS: dict[str, tuple[list[str], str, str]] = {
-    "ip": (["ip", "-V"], "iproute2", "lab network"),
-    "taskset": (["taskset", "--version"], "util-linux", "CPU placement"),
-    "runc": (["runc", "--version"], "runc", "runc platform"),
-    "runsc": (["runsc", "--version"], "runsc", "gvisor platform"),
-    "redis-server": (["redis-server", "--version"], "redis-server", "redis workload"),
-    "nginx": (["nginx", "-v"], "nginx-light", "nginx workload"),
-    "memcached": (["memcached", "-V"], "memcached", "memcached workload"),
-    "redis-benchmark": (["redis-benchmark", "--version"], "redis-tools", "redis-benchmark benchmark"),
-    "ldd": (["ldd", "--version"], "libc-bin", "image builds"),
-}
+class ToolsCheck(DoctorCheck, kind="tools"):
+    order = 10
+
+    def run(self, host: Host) -> Iterable[Check]:
+        tools = declared_tools()
+        for tool in tools:
+            needed_by = ", ".join(tools.purposes[tool.name])
+            version = tool_version(host, tool.version_argv) if tool.version_argv else (
+                "present" if host.which(tool.name) else None)
+            if version is None:
+                yield Check(f"tool {tool.name}", WARN if tool.optional else FAIL, f"missing (needed by {needed_by})",
+                            f"apt-get install {tool.package}  (or `testbed provision`)")
+            else:
+                yield Check(f"tool {tool.name}", PASS, version)
 
 
-def tool_version(host: Host, argv: list[str]) -> str | None:
-    """First version-looking token the tool prints, or None when the tool is missing."""
-    if host.which(argv[0]) is None:
-        return None
-    try:
-        res = host.run(argv, timeout=15, check=False)
-    except Exception:
-        return None
-    text = (res.stdout + "\n" + res.stderr).strip()
-    m = re.search(r"v?(\d+\.\d+(?:[.\-~+][\w.~+-]*)?)", text)
-    return m.group(1) if m else (text.splitlines()[0] if text else "unknown")
+def _unreachable(exc: BaseException) -> bool:
+    from ..hosts.ssh import SshError
 
-
-@check
-def tools(host: Host) -> Iterable[Check]:
-    for tool, (argv, package, purpose) in TOOLS.items():
-        version = tool_version(host, argv)
-        if version is None:
-            yield Check(f"tool {tool}", FAIL, f"missing (needed by the {purpose})",
-                        f"apt-get install {package}  (or run ./setup.sh)")
-        else:
-            yield Check(f"tool {tool}", PASS, version)
+    return isinstance(exc, SshError)
 
 
 def run_checks(host: Host) -> list[Check]:
-    for module in CHECK_MODULES:
-        importlib.import_module(module)
+    """Every registered check against `host`; a check that breaks is itself a finding, a host that
+    cannot be reached raises HostUnreachable (one line) at once."""
+    classes = sorted((cls for _, cls in DoctorCheck.registry.items()), key=lambda c: (c.order, c.kind))
     results: list[Check] = []
-    for fn in CHECKS:
+    for cls in classes:
+        if cls.local_only and not host.is_local:
+            continue
         try:
-            results.extend(fn(host))
-        except Exception as exc:  # a broken check is itself a finding, not a crash
-            results.append(Check(fn.__name__, FAIL, f"check failed to run: {exc}"))
+            results.extend(cls().run(host))
+        except TestbedError as exc:
+            if _unreachable(exc):
+                raise HostUnreachable(str(exc)) from None
+            results.append(Check(cls.kind, FAIL, f"check failed to run: {exc}"))
+        except OSError as exc:
+            results.append(Check(cls.kind, FAIL, f"check failed to run: {exc}"))
     return results
 
 
-def versions_of(host: Host, tools: Iterable[str]) -> dict[str, str]:
-    return {t: (tool_version(host, TOOLS[t][0]) or "missing") for t in tools if t in TOOLS}
-
-
-__all__ = ["Check", "check", "run_checks", "PASS", "WARN", "FAIL", "TOOLS", "tool_version", "CHECK_MODULES"]
+__all__ = ["Check", "DoctorCheck", "run_checks", "PASS", "WARN", "FAIL", "tool_version", "declared_tools",
+           "HostUnreachable"]

@@ -13,21 +13,12 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import paths
+from ..checks import FAIL, PASS, WARN, Check, DoctorCheck
+from ..errors import TestbedError
 from ..hosts.base import Host
-from .doctor import FAIL, PASS, TOOLS, WARN, Check, check, tool_version
+from ..tools import tool_version
 
 SYS, PROC, DEV = "/sys", "/proc", "/dev"
-
-# Tools every lab host needs, added to doctor's table (missing -> fail with the package to install).
-LAB_TOOLS: dict[str, tuple[list[str], str, str]] = {
-    "netperf": (["netperf", "-V"], "netperf", "netperf benchmark (non-free)"),
-    "netserver": (["netserver", "-V"], "netperf", "netperf benchmark server side (non-free)"),
-    "wrk": (["wrk", "-v"], "wrk", "wrk benchmark"),
-    "qemu-system-x86_64": (["qemu-system-x86_64", "--version"], "qemu-system-x86", "linux-vm platform"),
-    "virsh": (["virsh", "--version"], "libvirt-clients", "linux-vm platform"),
-}
-for _tool, _spec in LAB_TOOLS.items():
-    TOOLS.setdefault(_tool, _spec)
 
 # Nice to have: warn when missing.
 OPTIONAL_TOOLS: list[tuple[str, list[list[str]], str, str]] = [
@@ -190,8 +181,6 @@ def cpu_memory_checks(host: Host, proc: str = PROC) -> list[Check]:
 
 # --- optional tools ---------------------------------------------------------------------
 def optional_tool_checks(host: Host) -> list[Check]:
-    from ..hosts.local import LocalHost
-
     out = []
     for label, candidates, package, purpose in OPTIONAL_TOOLS:
         for argv in candidates:
@@ -201,23 +190,31 @@ def optional_tool_checks(host: Host) -> list[Check]:
                 break
         else:
             out.append(Check(f"tool {label}", WARN, f"missing (needed for {purpose})", f"apt-get install {package}"))
-    if isinstance(host, LocalHost):  # the controller drives provisioning
-        try:
-            from importlib.metadata import version
+    if host.is_local:  # the controller drives provisioning
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
             out.append(Check("tool ansible-runner", PASS, version("ansible-runner")))
-        except Exception:
+        except PackageNotFoundError:
             out.append(Check("tool ansible-runner", WARN, "missing: `testbed provision` will not work",
                              "pip install ansible-runner ansible-core in testbed's environment"))
     return out
 
 
 # --- registration -----------------------------------------------------------------------
-@check
-def lab_host(host: Host) -> Iterable[Check]:
-    for fn in (kvm_checks, iommu_checks, sriov_checks, hugepage_checks, governor_checks, disk_checks,
-               cpu_memory_checks, optional_tool_checks):
-        try:
-            yield from fn(host)
-        except Exception as exc:  # one broken check must not hide the others
-            yield Check(fn.__name__.removesuffix("_checks").replace("_", " "), FAIL, f"check failed to run: {exc}")
+class LabHostCheck(DoctorCheck, kind="lab-host"):
+    order = 20
+
+    def run(self, host: Host) -> Iterable[Check]:
+        for fn in (kvm_checks, iommu_checks, sriov_checks, hugepage_checks, governor_checks, disk_checks,
+                   cpu_memory_checks, optional_tool_checks):
+            try:
+                yield from fn(host)
+            except (OSError, ValueError) as exc:  # one broken check must not hide the others
+                yield Check(fn.__name__.removesuffix("_checks").replace("_", " "), FAIL, f"check failed to run: {exc}")
+            except TestbedError as exc:
+                from ..hosts.ssh import SshError
+
+                if isinstance(exc, SshError):
+                    raise
+                yield Check(fn.__name__.removesuffix("_checks").replace("_", " "), FAIL, f"check failed to run: {exc}")

@@ -139,3 +139,18 @@ class Store:
             r[10] = json.loads(r[10])
             r[13] = json.loads(r[13])
             yield SampleRow(*r)
+
+    # --- resuming a run --------------------------------------------------------------
+    def committed(self, run_id: str) -> set[tuple[str, str, str, str, int]]:
+        """(platform, workload, benchmark, point key, repetition) of every repetition with an ok sample."""
+        cur = self.db.execute("SELECT DISTINCT platform, workload, benchmark, json_extract(provenance, '$.point_key'),"
+                              " repetition FROM samples WHERE run_id=? AND status='ok'", (run_id,))
+        return {(p, w, b, k if k is not None else "{}", r) for p, w, b, k, r in cur.fetchall()}
+
+    def note_resumed(self, run_id: str, info: dict) -> None:
+        """Mark a run as running again and record the resumption in its provenance."""
+        row = self.db.execute("SELECT provenance FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        prov = json.loads(row[0]) if row else {}
+        prov.setdefault("resumptions", []).append({"at": time.time(), **info})
+        self.db.execute("UPDATE runs SET status='running', finished=NULL, reason=NULL, provenance=? WHERE run_id=?",
+                        (json.dumps(prov), run_id))

@@ -7,9 +7,15 @@ kernel lines `[    1.234567] message` and lines printed by guests/init.sh.j2:
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
+
+log = logging.getLogger(__name__)
 
 PRINTK = re.compile(r"^\[\s*(\d+\.\d+)\]\s?(.*)$")
 MARKER = re.compile(r"TESTBED ([\w-]+)((?:\s+\S+=\S*)*)\s*$")
@@ -94,22 +100,80 @@ class ConsoleParser:
 
 
 class ConsoleFile:
-    """Follows a console file from where it was last read."""
+    """Follows a console file from where it was last read (kept open between reads)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.offset = 0
         self.parser = ConsoleParser()
+        self._fh: BinaryIO | None = None
 
     def poll(self) -> list[Event]:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except FileNotFoundError:
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "rb")
+            except FileNotFoundError:
+                return []
+            self._fh.seek(self.offset)
+        data = self._fh.read()
+        if not data:
             return []
         self.offset += len(data)
-        return self.parser.feed(data) if data else []
+        return self.parser.feed(data)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+# (new events, the monotonic time they were read) -> None; called on the watcher's thread.
+OnEvents = Callable[[list[Event], float], None]
+WATCH_INTERVAL = 0.002  # seconds between reads: the resolution of console phases
+
+
+class ConsoleWatcher:
+    """Reads a console continuously on its own thread and hands each batch of complete lines to
+    `on_events` with the time it was read, so console phases are stamped as lines arrive, not
+    whenever a readiness loop happens to look (which would quantize them to its blocking)."""
+
+    def __init__(self, console: ConsoleFile, on_events: OnEvents, *, tick: Callable[[], None] | None = None,
+                 interval: float = WATCH_INTERVAL, name: str = "console"):
+        self.console = console
+        self.on_events = on_events
+        self.tick = tick
+        self.interval = interval
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name=f"console-{name}", daemon=True)
+
+    def start(self) -> "ConsoleWatcher":
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.interval)
+
+    def poll(self) -> None:
+        """One read (also callable from other threads, e.g. just before reading the exit reason)."""
+        with self._lock:
+            try:
+                if self.tick is not None:
+                    self.tick()
+                events = self.console.poll()
+                if events:
+                    self.on_events(events, time.monotonic())
+            except OSError as exc:  # a console that cannot be read is reported by the instance's liveness
+                log.debug("console %s: %s", self.console.path, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self.poll()  # the last lines, for the exit reason
+        self.console.close()
 
 
 def parse_text(text: str) -> ConsoleParser:

@@ -6,20 +6,28 @@ import os
 import time
 from typing import Iterable
 
+from ..checks import FAIL, PASS, WARN, Check, DoctorCheck
+from ..errors import TestbedError
 from ..hosts.base import Host
 from ..images.cache import ImageCache
 from ..ledger import Ledger
-from ..provision.doctor import FAIL, PASS, WARN, Check, check
 from .accel import choose_accel
 from .connection import DEFAULT_URI, Connection, daemon_state, kvm_device_state, one_line, pid1_is_systemd
 
 
-@check
+class LibvirtCheck(DoctorCheck, kind="libvirt"):
+    order = 40
+    local_only = True
+
+    def run(self, host: Host) -> Iterable[Check]:
+        return libvirt_checks(host)
+
+
 def libvirt_checks(host: Host) -> Iterable[Check]:
     before = daemon_state()
     try:
         conn = Connection(DEFAULT_URI, timeout=20)
-    except Exception as exc:
+    except (TestbedError, OSError) as exc:
         yield Check("libvirtd", FAIL, f"{DEFAULT_URI} unreachable: {one_line(exc)}",
                     "systemctl start libvirtd" if pid1_is_systemd() else
                     "mkdir -p /var/log/libvirt /var/run/libvirt; virtlogd -d; libvirtd -d")

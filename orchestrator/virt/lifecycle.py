@@ -10,18 +10,24 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..errors import LaunchError
-from ..ledger import Ledger, reclaimer
+from ..ledger import Ledger, Reclaimer
 from .connection import Connection, one_line, require_libvirt
 
 CREATE_TIMEOUT = 60.0
 QEMU_RUN_DIR = Path("/var/run/libvirt/qemu")
 
 
-def create_transient(conn: Connection, ledger: Ledger, name: str, xml: str, *, timeout: float = CREATE_TIMEOUT):
+def create_transient(conn: Connection, ledger: Ledger, name: str, xml: str, *, timeout: float = CREATE_TIMEOUT,
+                     before_create: Callable[[], object] | None = None):
+    """Record the domain in the ledger, run `before_create` (a launch marks `requested` there, so the
+    ledger's fsync is outside the timed window), then create and start it."""
     lv = require_libvirt()
     ledger.acquire("domain", name, uri=conn.uri)
+    if before_create is not None:
+        before_create()
     try:
         return conn.call(conn.conn.createXML, xml, lv.VIR_DOMAIN_START_AUTODESTROY, what=f"create {name}",
                          timeout=timeout)
@@ -70,10 +76,10 @@ def process_started_monotonic(pid: int) -> float | None:
     return started_boottime - offset
 
 
-@reclaimer("domain")
-def _reclaim_domain(name: str, meta: dict) -> None:
-    conn = Connection(meta.get("uri", "qemu:///system"), start=False)
-    try:
-        conn.destroy(name)
-    finally:
-        conn.close()
+class DomainReclaimer(Reclaimer, kind="domain"):
+    def reclaim(self, name: str, meta: dict) -> None:
+        conn = Connection(meta.get("uri", "qemu:///system"), start=False)
+        try:
+            conn.destroy(name)
+        finally:
+            conn.close()

@@ -1,18 +1,26 @@
-"""Workload: the application inside an instance, its config, port and readiness probe."""
+"""Workload: the application inside an instance, its config, port and readiness probe.
+
+A workload kind registers itself by subclassing (`class Redis(Workload, kind="redis")`); a
+suite entry makes an instance with its entry name and validated options, so two variants of
+one kind (`redis-tuned: {kind: redis, io_threads: 4}`) are two named workloads.
+"""
 
 from __future__ import annotations
 
 import socket
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from abc import abstractmethod
 from pathlib import Path
 from typing import Callable, ClassVar
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict
 
+from ..images.recipe import ImageRecipe
+from ..registry import Registered, Registry
+from ..tools import Tool
+
 _templates = Environment(loader=PackageLoader("orchestrator.workloads", "templates"), undefined=StrictUndefined,
-                         keep_trailing_newline=True)
+                         keep_trailing_newline=True, autoescape=False)
 
 # A factory for a fresh TCP connection to the instance, made inside the client namespace.
 Connect = Callable[[], socket.socket]
@@ -23,35 +31,16 @@ class WorkloadOptions(BaseModel):
     extra_args: list[str] = []  # appended to the server's command line (e.g. tuning flags)
 
 
-@dataclass(frozen=True)
-class ImageRecipe:
-    """What an image must contain for a workload: Debian packages, the binaries taken from them,
-    and extra files or directories (absolute host paths). Libraries are resolved with ldd."""
-
-    packages: tuple[str, ...]
-    binaries: tuple[str, ...]
-    files: tuple[str, ...] = ()
-    directories: tuple[str, ...] = ()  # created empty in the image (writable scratch)
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
-
-    def merged(self, other: "ImageRecipe") -> "ImageRecipe":
-        return ImageRecipe(
-            tuple(dict.fromkeys(self.packages + other.packages)),
-            tuple(dict.fromkeys(self.binaries + other.binaries)),
-            tuple(dict.fromkeys(self.files + other.files)),
-            tuple(dict.fromkeys(self.directories + other.directories)),
-        )
-
-
-class Workload(ABC):
-    name: ClassVar[str]
+class Workload(Registered):
+    registry: ClassVar[Registry["Workload"]] = Registry("workload", "orchestrator.workloads")
     port: ClassVar[int]
     Options: ClassVar[type[WorkloadOptions]] = WorkloadOptions
     recipe: ClassVar[ImageRecipe]
-    version_argv: ClassVar[list[str]]
+    tools: ClassVar[tuple[Tool, ...]] = ()  # the server's own binary (its version goes into provenance)
 
-    def __init__(self, options: WorkloadOptions | None = None):
-        self.options = options or self.Options()
+    def __init__(self, name: str | None = None, options: WorkloadOptions | None = None):
+        self.name = name or self.kind
+        self.options = options if options is not None else self.Options()
 
     def render(self, template: str, dest: Path, **values) -> None:
         dest.write_text(_templates.get_template(template).render(**values))
@@ -77,6 +66,13 @@ class Workload(ABC):
         """Command line for a Linux guest's init (defaults to argv)."""
         return self.argv(config_path)
 
+    def add_needs(self, needs: dict[str, list]) -> None:
+        """Take on what a benchmark driving this workload needs (nginx: more static files)."""
+
+    def image_recipe(self) -> ImageRecipe:
+        """What an image must hold to run this workload (a property for computed recipes)."""
+        return self.recipe
+
 
 class WrongAnswer(Exception):
     """A server answered a readiness probe, but not as a ready server does; says what it said."""
@@ -97,3 +93,6 @@ def recv_until(sock: socket.socket, terminator: bytes, limit: int = 1 << 16) -> 
             break
         data += chunk
     return data
+
+
+__all__ = ["Workload", "WorkloadOptions", "WrongAnswer", "ImageRecipe", "Connect", "expect", "recv_until"]

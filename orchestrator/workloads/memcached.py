@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..tools import Tool
 from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 
@@ -12,12 +13,12 @@ class MemcachedOptions(WorkloadOptions):
     threads: int = 2
 
 
-class Memcached(Workload):
-    name = "memcached"
+class Memcached(Workload, kind="memcached"):
     port = 11211
     Options = MemcachedOptions
     recipe = ImageRecipe(packages=("memcached",), binaries=("/usr/bin/memcached",))
-    version_argv = ["memcached", "-V"]
+    tools = (Tool("memcached", "memcached", ("memcached", "-V"), "memcached workload"),)
+    options: MemcachedOptions
 
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         pass  # memcached takes everything on its command line

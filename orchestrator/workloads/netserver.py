@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from ..tools import Tool
 from .base import Connect, ImageRecipe, Workload, WorkloadOptions
 
 CONTROL_INTS = 2 + 162  # request_type, dummy, test_specific_data[MAXSPECDATA]
@@ -23,12 +24,11 @@ class NetserverOptions(WorkloadOptions):
     pass
 
 
-class Netserver(Workload):
-    name = "netserver"
+class Netserver(Workload, kind="netserver"):
     port = 12865
     Options = NetserverOptions
     recipe = ImageRecipe(packages=("netperf",), binaries=("/usr/bin/netserver",), directories=("/tmp",))
-    version_argv = ["netserver", "-V"]
+    tools = (Tool("netserver", "netperf", ("netserver", "-V"), "netperf benchmark server side (non-free)"),)
 
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         pass  # netserver takes everything on its command line

@@ -1,34 +1,65 @@
-"""nginx: readiness is HTTP 200 for the index page with the exact body testbed wrote."""
+"""nginx: readiness is HTTP 200 for the index page with the exact body testbed wrote.
+
+The document root holds index.html (the probe's page) and one file per size in the `files`
+option (4k.bin, 1m.bin, ...: incompressible-looking bytes), which HTTP load generators fetch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field, field_validator
+
+from ..sizes import MAX_STATIC_FILE, parse_size, static_file_name
+from ..tools import Tool
 from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 INDEX_BODY = "testbed nginx ready\n"
-# Static files for wrk: name -> size in bytes (the 4K..128K files of the unikernel papers' nginx runs).
-STATIC_FILES = {"4k.bin": 4 << 10, "16k.bin": 16 << 10, "64k.bin": 64 << 10, "128k.bin": 128 << 10}
+# The 4K..128K files of the unikernel papers' nginx runs, written unless the suite says otherwise.
+DEFAULT_FILES = ("4k", "16k", "64k", "128k")
 
 
 class NginxOptions(WorkloadOptions):
-    workers: int = 1
+    workers: int = Field(1, ge=1, le=64)
+    files: list[str] = Field(default_factory=lambda: list(DEFAULT_FILES), min_length=1,
+                             description="sizes of the static files to serve, e.g. [4k, 1m]")
+
+    @field_validator("files")
+    @classmethod
+    def _sizes(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            n = parse_size(v)
+            if n > MAX_STATIC_FILE:
+                raise ValueError(f"{v!r}: at most 1g per file")
+            out.append(static_file_name(n).removesuffix(".bin"))
+        if len(set(out)) != len(out):
+            raise ValueError("a size is listed twice")
+        return out
+
+    def file_names(self) -> list[str]:
+        return [static_file_name(f) for f in self.files]
 
 
-class Nginx(Workload):
-    name = "nginx"
+class Nginx(Workload, kind="nginx"):
     port = 80
     Options = NginxOptions
+    options: NginxOptions
     recipe = ImageRecipe(
         packages=("nginx-light",), binaries=("/usr/sbin/nginx",), files=("/etc/nginx/mime.types",),
         directories=("/tmp", "/var/log/nginx", "/var/lib/nginx"),
     )
-    version_argv = ["nginx", "-v"]
+    tools = (Tool("nginx", "nginx-light", ("nginx", "-v"), "nginx workload"),)
+
+    def add_needs(self, needs: dict[str, list]) -> None:
+        files = [f for f in needs.get("files", []) if f not in self.options.files]
+        if files:
+            self.options = self.options.model_copy(update={"files": [*self.options.files, *files]})
 
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         self.render("nginx.conf.j2", config_dir / "nginx.conf", port=self.port, options=self.options,
                     root=f"{config_path}/www", prefix=config_path)
-        write_docroot(config_dir / "www")
+        write_docroot(config_dir / "www", self.options.files)
 
     def server_argv(self, config_path: str) -> list[str]:
         return ["/usr/sbin/nginx", "-p", config_path, "-c", f"{config_path}/nginx.conf", "-e", "stderr"]
@@ -40,6 +71,7 @@ class Nginx(Workload):
             head, _, body = data.partition(b"\r\n\r\n")
             length = content_length(head)
             expect(head.startswith(b"HTTP/1.1 200") and length is not None, "GET /index.html", head)
+            assert length is not None
             while len(body) < length:
                 chunk = s.recv(4096)
                 if not chunk:
@@ -56,14 +88,22 @@ def content_length(head: bytes) -> int | None:
     return None
 
 
-def write_docroot(www: Path) -> list[Path]:
-    """The probe's index.html and the files wrk fetches; also for unikernel images built by hand."""
+def file_bytes(size: int) -> bytes:
+    """Deterministic, incompressible-looking content of `size` bytes (a counter pattern)."""
+    block = bytes((i * 131 + 7) & 0xFF for i in range(4096))
+    return (block * (size // len(block) + 1))[:size]
+
+
+def write_docroot(www: Path, sizes: list[str] | tuple[str, ...] = DEFAULT_FILES) -> list[Path]:
+    """The probe's index.html and the static files; also for unikernel images built by hand."""
     www.mkdir(parents=True, exist_ok=True)
     index = www / "index.html"
     index.write_text(INDEX_BODY)
     files = [index]
-    for name, size in STATIC_FILES.items():
-        # Deterministic, incompressible-looking content: bytes of a counter pattern.
-        (www / name).write_bytes(bytes((i * 131 + 7) & 0xFF for i in range(size)))
-        files.append(www / name)
+    for size in sizes:
+        path = www / static_file_name(size)
+        n = parse_size(size)
+        if not (path.exists() and path.stat().st_size == n):
+            path.write_bytes(file_bytes(n))
+        files.append(path)
     return files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..tools import Tool
 from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 
@@ -12,12 +13,12 @@ class RedisOptions(WorkloadOptions):
     io_threads: int = 1
 
 
-class Redis(Workload):
-    name = "redis"
+class Redis(Workload, kind="redis"):
     port = 6379
     Options = RedisOptions
     recipe = ImageRecipe(packages=("redis-server",), binaries=("/usr/bin/redis-server",), directories=("/tmp",))
-    version_argv = ["redis-server", "--version"]
+    tools = (Tool("redis-server", "redis-server", ("redis-server", "--version"), "redis workload"),)
+    options: RedisOptions
 
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         self.render("redis.conf.j2", config_dir / "redis.conf", port=self.port, options=self.options,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
+from ..tools import Tool
 from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
 SOURCE = Path(__file__).with_name("sysbench") / "tbsysbench.c"
@@ -25,11 +26,11 @@ class SysbenchOptions(WorkloadOptions):
     pass
 
 
-class Sysbench(Workload):
-    name = "sysbench"
+class Sysbench(Workload, kind="sysbench"):
     port = 7777
     Options = SysbenchOptions
-    version_argv = ["gcc", "--version"]  # the program is testbed's own; the compiler is what varies
+    # The program is testbed's own; the compiler is what varies.
+    tools = (Tool("gcc", "gcc", ("gcc", "--version"), "syscall micro-benchmark (compiled at first use)"),)
 
     @cached_property
     def binary(self) -> str:
@@ -37,8 +38,7 @@ class Sysbench(Workload):
 
         return str(compiled_binary(SOURCE, "tbsysbench"))
 
-    @property
-    def recipe(self) -> ImageRecipe:  # type: ignore[override]  (computed: it names the compiled binary)
+    def image_recipe(self) -> ImageRecipe:  # computed: it names the compiled binary
         from ..images.compiled import BUILD_PACKAGES
 
         return ImageRecipe(packages=BUILD_PACKAGES, binaries=(self.binary,), directories=("/tmp",))

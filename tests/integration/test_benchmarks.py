@@ -15,7 +15,7 @@ import pytest
 from helpers import leftovers
 from orchestrator import paths
 from orchestrator.bench import memcached_load, netperf, syscalls, wrk
-from orchestrator.config.suite import load_suite
+from orchestrator.plan import load_plan
 from orchestrator.results.store import Store
 from orchestrator.runner import Runner
 
@@ -26,7 +26,7 @@ def run_suite(tmp_path: Path, text: str):
     path = tmp_path / "s.yaml"
     path.write_text(text)
     store = Store(tmp_path / "r.sqlite")
-    outcome = Runner(load_suite(path), store=store).run()
+    outcome = Runner(load_plan(path), store=store).run()
     rows = list(store.samples(outcome.run_id))
     assert leftovers(outcome.run_id) == []
     raw = paths.runs_dir() / outcome.run_id / "client" / "raw"

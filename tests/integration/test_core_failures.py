@@ -53,14 +53,16 @@ def runs(store) -> list[tuple]:
 def test_missing_runtime_binary(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for tool in ("ip", "taskset", "nproc", "cat", "uname", "runc", "ldd", "dpkg-query", "git", "sysctl"):
+    for tool in ("ip", "taskset", "nproc", "cat", "uname", "runc", "ldd", "dpkg-query", "git", "sysctl", "unshare",
+                 "redis-server"):
         if shutil.which(tool):
             (bindir / tool).symlink_to(shutil.which(tool))
     res = run_cli("run", str(suite(tmp_path, platform="gvisor")), "--store", str(tmp_path / "r.sqlite"),
                   env={"PATH": str(bindir)}, timeout=60)
     assert res.returncode == 3, res.stderr
     assert error_lines(res.stderr) == [
-        "testbed: error: missing on this host: runsc (platform gvisor); run ./setup.sh or see `testbed doctor`"]
+        "testbed: error: missing: runsc on localhost (needed by platform gvisor; Debian package runsc); "
+        "run ./setup.sh (see `testbed doctor`)"]
     assert "Traceback" not in res.stderr
 
 

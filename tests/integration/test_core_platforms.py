@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import leftovers
-from orchestrator.config.suite import load_suite
+from orchestrator.plan import load_plan
 from orchestrator.results.store import Store
 from orchestrator.runner import Runner
 
@@ -35,7 +35,7 @@ def test_platform_serves_every_workload_and_leaves_nothing(tmp_path, platform):
     path = tmp_path / "s.yaml"
     path.write_text(SUITE.format(platform=platform))
     store = Store(tmp_path / "r.sqlite")
-    runner = Runner(load_suite(path), store=store)
+    runner = Runner(load_plan(path), store=store)
     outcome = runner.run()
     assert outcome.status == "ok", outcome.failed_cells
     rows = list(store.samples(outcome.run_id))

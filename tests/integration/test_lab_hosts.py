@@ -306,7 +306,7 @@ def _two_host_redis(host_a: SshHost, host_b: SshHost, tmp_path: Path) -> None:
     from orchestrator.platforms.base import Timeline
     from orchestrator.platforms.native import Native
     from orchestrator.provenance import host_facts
-    from orchestrator.runner import wait_ready
+    from orchestrator.readiness import in_netns, plain_socket, wait_ready
     from orchestrator.workloads.redis import Redis
 
     facts = host_facts(host_a)
@@ -322,7 +322,7 @@ def _two_host_redis(host_a: SshHost, host_b: SshHost, tmp_path: Path) -> None:
     try:
         assert isinstance(instance.proc.pid, int)
         assert instance.proc.alive()
-        wait_ready(instance, workload, None, 20)
+        wait_ready(instance, workload, plain_socket, 20)
         # the server really is a process in host A's namespace, recorded in the ledger
         kinds = [k for k, _, _ in ledger.live()]
         assert kinds == ["remote-process"]
@@ -454,7 +454,7 @@ def test_put_verifies_and_spawn_runs_remote_process(lab: Lab, known_hosts: Path,
 
 def test_remote_process_reclaimer(lab: Lab, known_hosts: Path, tmp_path: Path):
     """A run killed after spawn: `testbed gc`'s reclaimer reconnects and kills the process group."""
-    from orchestrator.ledger import RECLAIMERS
+    from orchestrator.ledger import reclaimer_for
 
     ledger = Ledger("killed", tmp_path / "ledger")
     host = SshHost("a", lab.a.address, identity_file=lab.key, known_hosts=known_hosts)
@@ -464,7 +464,7 @@ def test_remote_process_reclaimer(lab: Lab, known_hosts: Path, tmp_path: Path):
         [(kind, name, meta)] = ledger.live()
         assert kind == "remote-process" and meta["pid"] == proc.pid
         assert "passphrase" not in str(meta).lower()
-        RECLAIMERS[kind](name, meta)
+        reclaimer_for(kind).reclaim(name, meta)
         assert not Path(f"/proc/{proc.pid}").exists() or \
             Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1].startswith("Z")
     finally:
@@ -531,7 +531,7 @@ def test_playbook_task_failure(lab: Lab, known_hosts: Path, tmp_path: Path, test
 
 # --- the runner's placement option: server on host A, load generator on host B -------------
 def test_runner_places_server_and_client_on_two_lab_hosts(lab: Lab, known_hosts: Path, tmp_path: Path):
-    from orchestrator.config.suite import load_suite
+    from orchestrator.plan import load_plan
     from orchestrator.results.store import Store
     from orchestrator.runner import Runner
 
@@ -552,7 +552,7 @@ benchmarks:
 matrix: [{{platforms: [native], workloads: [redis], benchmarks: [setget]}}]
 """)
     store = Store(tmp_path / "results.sqlite")
-    runner = Runner(load_suite(suite_path), store=store)
+    runner = Runner(load_plan(suite_path), store=store)
     try:
         outcome = runner.run()
     finally:

@@ -24,8 +24,8 @@ def test_topology_is_isolated_and_removed(tmp_path):
     ledger = Ledger("t0a1b2", tmp_path)
     net = LabNet("t0a1b2", "10.77.3.0/24", ledger)
     with net:
-        inst = net.attach_namespace("x")
-        vm = net.attach_vm()
+        inst = net.namespace("x")
+        vm = net.bridge_port()
         # Addresses exist only inside the namespaces; the host bridge for VMs has none.
         assert "10.77.3." not in sh("ip", "-o", "addr")
         assert json.loads(sh("ip", "-j", "addr", "show", "dev", vm.bridge))[0]["addr_info"] == []
@@ -58,8 +58,8 @@ def test_gc_reclaims_a_dead_runs_namespaces(tmp_path):
     ledger = Ledger("t0dead", tmp_path)
     net = LabNet("t0dead", "10.77.4.0/24", ledger)
     net.create()
-    net.attach_namespace("y")
-    net.attach_vm()
+    net.namespace("y")
+    net.bridge_port()
     assert leftovers("t0dead")
     # Pretend the owner died: rewrite its open record with a pid that cannot be alive.
     lines = ledger.path.read_text().splitlines()

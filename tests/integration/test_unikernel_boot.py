@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from helpers import leftovers
 
-from orchestrator.config.suite import load_suite
+from orchestrator.plan import load_plan
 from orchestrator.errors import MissingToolError
 from orchestrator.images.cache import ImageCache
 from orchestrator.images.imported import BlkSource, import_image
@@ -58,7 +58,7 @@ def run_suite(tmp_path: Path, text: str):
     path = tmp_path / "s.yaml"
     path.write_text(text)
     store = Store(tmp_path / "r.sqlite")
-    runner = Runner(load_suite(path), store=store)
+    runner = Runner(load_plan(path), store=store)
     outcome = runner.run()
     return outcome, list(store.samples(outcome.run_id))
 
@@ -174,13 +174,13 @@ def test_instance_stops_a_finished_guest_and_says_why(tmp_path, fixture, kind, r
 
     from orchestrator.hosts.local import LocalHost
     from orchestrator.net.labnet import Attachment
-    from orchestrator.platforms import PLATFORMS
+    from orchestrator.platforms.base import Platform
     from orchestrator.platforms.base import Timeline, now
     from orchestrator.platforms.unikernel_common import UnikernelInstance
     from orchestrator.virt.console import ConsoleFile
     from orchestrator.virt.unikernel_console import OsvConsole, RumprunConsole
 
-    cls = PLATFORMS[kind]
+    cls = Platform.registry.get(kind)
     ledger = Ledger(f"unikfin{os.getpid()}", tmp_path / "ledger")
     platform = cls(kind, cls.Options(accel="tcg"), LocalHost(), ledger, tmp_path / "work")
     name = f"tb-unikfin-{os.getpid()}-{kind}"
@@ -194,7 +194,7 @@ def test_instance_stops_a_finished_guest_and_says_why(tmp_path, fixture, kind, r
     parser = RumprunConsole() if kind == "rumprun" else OsvConsole()
     inst = UnikernelInstance(name, att, tl, tmp_path, platform, ConsoleFile(console_path), parser)
     try:
-        inst.poll_console()
+        inst.watcher.poll()
         assert not inst.alive()
         assert inst.exit_reason().startswith(reason)
         assert tl.has("first_console") and tl.has("kernel_up")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config.suite import load_suite
+from orchestrator.plan import load_plan
 from orchestrator.errors import ConfigError
 
 from helpers import run_cli
@@ -51,21 +51,21 @@ def suite(tmp_path, **override) -> str:
 
 def error_of(path: str) -> str:
     with pytest.raises(ConfigError) as exc:
-        load_suite(path)
+        load_plan(path)
     msg = str(exc.value)
     assert len(msg.splitlines()) == 1, msg
     return msg
 
 
 def test_good_options_load_and_expand_sweeps(tmp_path):
-    s = load_suite(suite(tmp_path))
+    s = load_plan(suite(tmp_path))
     cells = {(c.workload, c.benchmark) for c in s.cells}
     assert cells == {("netserver", "np"), ("nginx", "web"), ("memcached", "mc"), ("sysbench", "sys")}
     from orchestrator.runner import Runner  # noqa: F401  (the runner builds benchmarks the same way)
 
-    np = s.benchmarks["np"].cls("np", s.benchmarks["np"].options)
+    np = s.benchmarks["np"]
     assert len(np.points()) == 4 and {"test": "UDP_RR", "message_size": 1024} in np.points()
-    web = s.benchmarks["web"].cls("web", s.benchmarks["web"].options)
+    web = s.benchmarks["web"]
     assert web.points() == [{"file": "4k.bin", "connections": 1}, {"file": "4k.bin", "connections": 10}]
 
 
@@ -80,7 +80,8 @@ def test_good_options_load_and_expand_sweeps(tmp_path):
     ("netperf", "    tests: [TCP_RR]\n    mesage_sizes: [1]", "benchmarks.np.mesage_sizes", "unknown field"),
     ("wrk", "    connections: []", "benchmarks.web.connections", "at least 1"),
     ("wrk", "    connections: [10, -4]", "benchmarks.web.connections", "1..10000"),
-    ("wrk", "    files: [4k.bin, 5k.bin]", "benchmarks.web.files[1]", "'4k.bin'"),
+    ("wrk", "    files: [4k.bin, 5q]", "benchmarks.web.files", "'5q' is not a size"),
+    ("wrk", "    files: [4k, 4k.bin]", "benchmarks.web.files", "listed twice"),
     ("memaslap", "    concurrency: [0]", "benchmarks.mc.concurrency", "1..4096"),
     ("memaslap", "    set_ratio: 0\n    get_ratio: 0", "benchmarks.mc", "cannot both be 0"),
     ("memaslap", "    value_sizes: [2000000]", "benchmarks.mc.value_sizes", "1..1048576"),

@@ -9,7 +9,8 @@ import pytest
 
 from orchestrator.hosts.local import LocalHost
 from orchestrator.provision import host_checks as hc
-from orchestrator.provision.doctor import CHECK_MODULES, TOOLS, run_checks
+from orchestrator.checks import DoctorCheck
+from orchestrator.provision.doctor import declared_tools, run_checks
 
 
 class ViaCommands:
@@ -157,11 +158,12 @@ def test_disk_on_missing_testbed_home(tmp_path: Path, host):
 
 
 def test_registered_and_tools():
-    assert "orchestrator.provision.host_checks" in CHECK_MODULES
+    assert "lab-host" in DoctorCheck.registry.kinds()
     checks = {c.name: c for c in run_checks(LocalHost())}
+    tools = declared_tools()
     for name in ("kvm device", "iommu", "sr-iov", "hugepages", "cpu governor", "disk", "cpu cores", "memory"):
         assert name in checks, name
     for tool in ("netperf", "netserver", "wrk", "qemu-system-x86_64", "virsh"):
-        assert tool in TOOLS and f"tool {tool}" in checks
+        assert tool in tools.tools and f"tool {tool}" in checks
     assert "tool ansible-runner" in checks and "tool sshd" in checks
     assert not [c for c in checks.values() if "check failed to run" in c.detail]

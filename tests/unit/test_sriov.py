@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError, ResourceBusyError
-from orchestrator.ledger import RECLAIMERS, Ledger
+from orchestrator.ledger import Ledger, reclaimer_for
 from orchestrator.net.sriov import VfAllocator, list_physical_functions
 
 
@@ -102,7 +102,7 @@ def test_reclaimer_drops_leftover_claims(tmp_path):
     [(kind, name, meta)] = ledger.live()
     assert kind == "sriov-vf"
     meta = {**meta, "pf": None}  # the fake PF cannot take `ip link`; the claim file is what matters here
-    RECLAIMERS[kind](name, meta)
+    reclaimer_for(kind).reclaim(name, meta)
     assert len(a.free()) == 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config.suite import load_suite
+from orchestrator.plan import load_plan
 from orchestrator.errors import ConfigError
 
 from helpers import ROOT, run_cli
@@ -27,7 +27,7 @@ benchmarks:
 def load(tmp_path, text):
     p = tmp_path / "s.yaml"
     p.write_text(text)
-    return load_suite(p)
+    return load_plan(p)
 
 
 def error_of(tmp_path, text) -> str:
@@ -81,12 +81,12 @@ def test_duplicate_key_is_an_error(tmp_path):
 
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
-        load_suite(tmp_path / "nope.yaml")
+        load_plan(tmp_path / "nope.yaml")
 
 
 def test_shipped_suites_load():
     for path in sorted((ROOT / "suites").glob("*.yaml")):
-        assert load_suite(path).cells, path
+        assert load_plan(path).cells, path
 
 
 @pytest.mark.parametrize("text, code, words", [

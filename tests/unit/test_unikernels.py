@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from orchestrator.config.suite import load_suite
+from orchestrator.plan import load_plan
 from orchestrator.errors import ConfigError
 from orchestrator.hosts.local import LocalHost
 from orchestrator.images.cache import ImageCache
@@ -28,7 +28,7 @@ from orchestrator.images.imported import (
 )
 from orchestrator.ledger import Ledger
 from orchestrator.net.labnet import Attachment
-from orchestrator.platforms import PLATFORMS
+from orchestrator.platforms.base import Platform
 from orchestrator.platforms.osv import (
     CMDLINE_OFFSET,
     Osv,
@@ -44,7 +44,7 @@ from orchestrator.platforms.rumprun import (
     rumprun_config,
 )
 from orchestrator.platforms.rumprun import default_cmdline as rump_default
-from orchestrator.platforms.unikernel_common import UnikernelOptions, unikernel_images
+from orchestrator.platforms.unikernel_common import UnikernelImagesCheck, UnikernelOptions
 from orchestrator.virt.domain import BridgeNic, DomainSpec
 from orchestrator.virt.unikernel_console import OsvConsole, RumprunConsole
 from orchestrator.virt.unikernel_domain import Disk, UnikernelSpec, unikernel_xml
@@ -173,12 +173,12 @@ def test_missing_image_is_one_line_naming_the_import_command(tmp_path, cache, os
 
 def test_doctor_reports_unikernels_without_images_as_not_runnable(tmp_path, monkeypatch, osv_dir):
     monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "doctor-cache"))
-    checks = {c.name: c for c in unikernel_images(LocalHost())}
+    checks = {c.name: c for c in UnikernelImagesCheck().run(LocalHost())}
     assert checks["osv images"].status == "warn" and "not runnable" in checks["osv images"].detail
     assert "testbed images import osv" in checks["osv images"].fix
     assert checks["rumprun images"].status == "warn"
     import_image("osv", [osv_dir], name="redis")
-    checks = {c.name: c for c in unikernel_images(LocalHost())}
+    checks = {c.name: c for c in UnikernelImagesCheck().run(LocalHost())}
     assert checks["osv images"].status == "pass" and "redis" in checks["osv images"].detail
 
 
@@ -219,7 +219,7 @@ def test_osv_options_are_validated():
 
 
 def test_default_app_cmdlines_follow_the_workload_options():
-    r = osv_default(Redis(Redis.Options(maxmemory_mb=64, extra_args=["--hz", "a b"])))
+    r = osv_default(Redis(options=Redis.Options(maxmemory_mb=64, extra_args=["--hz", "a b"])))
     assert r.startswith("/lib64/ld-linux-x86-64.so.2 /redis-server --bind 0.0.0.0 --port 6379 --protected-mode no "
                         "--save \"\"")
     assert "--maxmemory 64mb" in r and r.endswith('--hz "a b"')
@@ -233,7 +233,7 @@ def test_default_app_cmdlines_follow_the_workload_options():
     assert "--protected-mode no" in rump_default(Redis())
     assert rump_default(Memcached()).endswith("-o no_lru_maintainer")
     with pytest.raises(ConfigError, match="spaces"):
-        rump_default(Redis(Redis.Options(extra_args=["a b"])))
+        rump_default(Redis(options=Redis.Options(extra_args=["a b"])))
     assert osv_quote('say "hi"') == '"say \\"hi\\""' and osv_quote("") == '""' and osv_quote("x") == "x"
 
 
@@ -439,9 +439,8 @@ def test_parsers_fed_through_the_linux_vm_console_reader(tmp_path):
 
 # --- registry and suite ----------------------------------------------------------------------------
 def test_platforms_registered_and_suite_loads():
-    assert PLATFORMS["osv"] is Osv and PLATFORMS["rumprun"] is Rumprun
-    assert Osv.attachment == Rumprun.attachment == "vm"
-    suite = load_suite(ROOT / "suites" / "unikernels.yaml")
+    assert Platform.registry.get("osv") is Osv and Platform.registry.get("rumprun") is Rumprun
+    suite = load_plan(ROOT / "suites" / "unikernels.yaml")
     assert {c.platform for c in suite.cells} == {"native", "runc", "gvisor", "linux-vm", "osv", "rumprun"}
     assert {(c.platform, c.workload, c.benchmark) for c in suite.cells if c.platform == "rumprun"} == {
         ("rumprun", "redis", "cold-start"), ("rumprun", "redis", "setget"),
@@ -451,13 +450,14 @@ def test_platforms_registered_and_suite_loads():
 
 def test_webroot_command_writes_what_the_probe_and_wrk_fetch(tmp_path):
     """Image builders get nginx's document root from testbed itself (images/*/README.md)."""
-    from orchestrator.workloads.nginx import INDEX_BODY, STATIC_FILES
+    from orchestrator.workloads.nginx import INDEX_BODY
 
     res = run_cli("images", "webroot", str(tmp_path / "data" / "www"))
     assert res.returncode == 0, res.stderr
     www = tmp_path / "data" / "www"
     assert (www / "index.html").read_text() == INDEX_BODY
-    assert {p.name: p.stat().st_size for p in www.glob("*.bin")} == STATIC_FILES
+    assert {p.name: p.stat().st_size for p in www.glob("*.bin")} == {
+        "4k.bin": 4 << 10, "16k.bin": 16 << 10, "64k.bin": 64 << 10, "128k.bin": 128 << 10}
     (tmp_path / "afile").write_text("x")
     res = run_cli("images", "webroot", str(tmp_path / "afile"))
     assert res.returncode == 2 and "afile" in res.stderr and "Traceback" not in res.stderr

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.images.linux import launch_initrd, module_closure, write_cpio
-from orchestrator.platforms import PLATFORMS
+from orchestrator.platforms.base import Platform
 from orchestrator.platforms.linux_vm import LinuxVmOptions
 
 
@@ -98,10 +98,10 @@ def test_module_closure(tmp_path):
 
 
 def test_registered_and_options(tmp_path):
-    assert PLATFORMS["linux-vm"].Options is LinuxVmOptions
+    assert Platform.registry.get("linux-vm").Options is LinuxVmOptions
     o = LinuxVmOptions()
     assert (o.uri, o.accel, o.nic, o.ready_timeout, o.machine) == ("qemu:///system", "auto", "virtio", 120.0, "pc")
-    with pytest.raises(ValidationError, match="kernel: .*does not exist"):
+    with pytest.raises(ValidationError, match="nope does not exist"):
         LinuxVmOptions(kernel=tmp_path / "nope")
     with pytest.raises(ValidationError, match="sriov_pf"):
         LinuxVmOptions(nic="sriov")
