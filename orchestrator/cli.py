@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__, paths
-from .errors import TestbedError
+from .errors import NotRunnableError, TestbedError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -105,6 +105,8 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
     console.print(f"run {outcome.run_id}: {outcome.samples} samples in {store.path}")
     for line in outcome.not_runnable:
         console.print(f"[yellow]not runnable here:[/yellow] {line}", highlight=False)
+    if outcome.not_runnable and len(outcome.not_runnable) == len(plan.cells):
+        raise NotRunnableError(f"nothing could run here: {'; '.join(outcome.not_runnable)}")
     failed = outcome.failed_cells
     if len(failed) == 1:
         raise TestbedError(f"run {outcome.run_id}: 1 cell failed: {failed[0]}")

@@ -50,3 +50,5 @@ class Interrupted(TestbedError):
 class NotRunnableError(TestbedError):
     """A cell cannot run here, for a reason that is no fault of the run (no SR-IOV NIC, no KVM, an image
     missing); the cell is reported not runnable with the reason and the run goes on."""
+
+    exit_code = 3

@@ -170,6 +170,11 @@ class Runner:
 
     def _run(self, stack: ExitStack, not_runnable: dict[Cell, str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if all(c in not_runnable for c in self.plan.cells):  # nothing to create: just say why, cell by cell
+            self.facts.tools = {}
+            for cell, why in not_runnable.items():
+                self._not_runnable(cell, why)
+            return
         net: LabNetwork
         executor: NetnsExecutor | None = None
         if self.local_lab:

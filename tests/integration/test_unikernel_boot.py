@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import leftovers
+from helpers import leftovers, run_cli
 
 from orchestrator.plan import load_plan
-from orchestrator.errors import MissingToolError
 from orchestrator.images.cache import ImageCache
 from orchestrator.images.imported import BlkSource, import_image
 from orchestrator.ledger import Ledger
@@ -117,13 +116,19 @@ def test_rumprun_image_boots_and_answers(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["osv", "rumprun"])
-def test_missing_image_stops_the_run_with_the_import_command(tmp_path, monkeypatch, kind):
+def test_missing_image_is_not_runnable_with_the_import_command(tmp_path, monkeypatch, kind):
+    """Found at preflight, before anything is created: the cell is not runnable (its reason names the
+    import command); with no runnable cell left, no lab network is made and no KVM probe runs."""
     monkeypatch.setenv("TESTBED_CACHE", str(tmp_path / "empty-cache"))
-    text = SUITE.format(kind=kind, image="nothing-here", workload="redis", options=", accel: tcg")
-    with pytest.raises(MissingToolError) as exc:
-        run_suite(tmp_path, text)
-    msg = str(exc.value)
-    assert "\n" not in msg and f"testbed images import {kind}" in msg and "nothing-here" in msg
+    text = SUITE.format(kind=kind, image="nothing-here", workload="redis", options="")
+    outcome, rows = run_suite(tmp_path, text)
+    [line] = outcome.not_runnable
+    assert "\n" not in line and f"testbed images import {kind}" in line and "nothing-here" in line
+    assert [r.status for r in rows] == ["not_runnable"] and not outcome.failed_cells
+    assert leftovers(outcome.run_id) == [] and domains_of(outcome.run_id) == []
+    res = run_cli("run", str(tmp_path / "s.yaml"), "--store", str(tmp_path / "r2.sqlite"), timeout=120)
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("testbed: error: nothing could run here:")
 
 
 def test_unikernel_domain_is_accepted_by_libvirt_and_console_is_captured(tmp_path):
@@ -167,9 +172,9 @@ def test_unikernel_domain_is_accepted_by_libvirt_and_console_is_captured(tmp_pat
     ("osv-abort.console", "osv", "OSv: Aborted"),
 ])
 def test_instance_stops_a_finished_guest_and_says_why(tmp_path, fixture, kind, reason):
-    """The console says the guest is finished (QEMU would keep running): the instance stops its domain
-    (through real libvirt: the domain named here does not exist, so destroy finds nothing to do) and
-    reports the console's reason; the phases the console showed are marked."""
+    """The console says the guest is finished (QEMU would keep running): the instance is no longer alive
+    and reports the console's reason, so the runner tears it down (through real libvirt: the domain
+    named here does not exist, so destroy finds nothing to do); the phases the console showed are marked."""
     import ipaddress
 
     from orchestrator.hosts.local import LocalHost
@@ -198,8 +203,9 @@ def test_instance_stops_a_finished_guest_and_says_why(tmp_path, fixture, kind, r
         assert not inst.alive()
         assert inst.exit_reason().startswith(reason)
         assert tl.has("first_console") and tl.has("kernel_up")
-        assert ledger.live() == []  # the domain was released by the instance itself
         assert any(k.startswith("console_") for k in inst.provenance)
+        inst.stop()  # the runner's teardown: destroys the domain (absent here) and releases it
+        assert ledger.live() == []
         inst.stop()  # idempotent
     finally:
         platform.close()
