@@ -36,7 +36,7 @@ class OciInstance(Instance):
         return self.proc.alive()
 
     def exit_reason(self) -> str:
-        return f"{self.platform.binary} exited with {self.proc.returncode()}: {self.proc.log_tail()}"
+        return f"{self.platform.runtime} exited with {self.proc.returncode()}: {self.proc.log_tail()}"
 
     def stop(self, *, fast: bool = False) -> None:
         self.platform.delete_container(self.cid)  # SIGKILL: a container's state is scratch either way
@@ -75,6 +75,8 @@ class OciPlatform(Platform[O], Generic[O]):
                           netns_path=str(NETNS_DIR / attachment.netns), config_dir=config_dir, cpus=self.options.cpus)
         bundle = write_bundle(workdir / "bundle", spec)
         argv = [*self.runtime_argv(), *self.global_flags(), "run", "--bundle", str(bundle), cid]
+        if self.options.cpus:  # inherited by the container: holds even where a runtime cannot use cgroups
+            argv = ["taskset", "-c", ",".join(map(str, self.options.cpus)), *argv]
         self.ledger.acquire(LEDGER_KIND, cid, binary=self.runtime, flags=self.global_flags())
         try:
             proc = self.host.spawn(argv, log_path=workdir / "runtime.log", ledger=self.ledger,
