@@ -28,9 +28,9 @@ def host_vars(h: LabHost) -> dict:
         "ansible_connection": "ssh",
         "ansible_ssh_common_args": shlex.join(ssh_opts),
         "ansible_python_interpreter": SYSTEM_PYTHON,
-        "testbed_hugepages": h.hugepages,
-        "testbed_iommu": h.iommu,
-        "testbed_sriov": dict(h.sriov),
+        "tuning_hugepages": h.hugepages,
+        "tuning_iommu": h.iommu,
+        "tuning_sriov": dict(h.sriov),
     }
     if h.identity_file:
         v["ansible_ssh_private_key_file"] = str(h.identity_path)
@@ -39,7 +39,7 @@ def host_vars(h: LabHost) -> dict:
     if h.lab_address:
         v["testbed_lab_address"] = h.lab_address
     if h.governor:
-        v["testbed_governor"] = h.governor
+        v["tuning_governor"] = h.governor
     return v
 
 

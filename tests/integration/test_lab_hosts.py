@@ -252,18 +252,18 @@ def test_provision_doctor_and_two_host_redis(lab: Lab, known_hosts: Path, tmp_pa
     markers = tmp_path / "markers"
     events: list[str] = []
     tags = ["testbed_probe", "tuning"]
-    first = provision(lab_path, tags=tags, extravars={"testbed_marker_dir": str(markers)}, on_event=events.append)
+    first = provision(lab_path, tags=tags, extravars={"testbed_probe_marker_dir": str(markers)}, on_event=events.append)
     assert first.status == "successful"
     assert set(first.hosts) == {"a", "b"}
     assert all(s.failed == 0 and s.unreachable == 0 for s in first.hosts.values())
     assert first.changed >= 2  # the marker of each host (marker dir created once or twice)
     assert (markers / "provisioned-a").read_text() == "provisioned by testbed for a\n"
     assert (markers / "provisioned-b").exists()
-    assert any("a: provisioned marker: changed" == e for e in events)
+    assert any("a: Provisioned marker: changed" == e for e in events)
     # pinning recorded B's key in known_hosts, so the strict Ansible run could verify it
     assert lab.b.address in known_hosts.read_text()
 
-    second = provision(lab_path, tags=tags, extravars={"testbed_marker_dir": str(markers)})
+    second = provision(lab_path, tags=tags, extravars={"testbed_probe_marker_dir": str(markers)})
     assert second.changed == 0, second.summary()
     assert second.failed == 0
     assert {h: s.ok > 0 for h, s in second.hosts.items()} == {"a": True, "b": True}
@@ -513,10 +513,10 @@ def test_host_missing_from_inventory(lab: Lab, known_hosts: Path, testbed_home: 
 def test_playbook_task_failure(lab: Lab, known_hosts: Path, tmp_path: Path, testbed_home: Path):
     lab_path = lab.write_lab("fail", [lab.host_entry(lab.a, known_hosts)])
     with pytest.raises(ProvisionError) as err:
-        provision(lab_path, tags=["testbed_probe"], extravars={"testbed_marker_dir": str(tmp_path / "m"),
+        provision(lab_path, tags=["testbed_probe"], extravars={"testbed_probe_marker_dir": str(tmp_path / "m"),
                                                                 "testbed_probe_fail": True})
     msg = _one_line(err.value)
-    assert msg == ("provision failed on a at task 'deliberate failure': failing on purpose because "
+    assert msg == ("provision failed on a at task 'Deliberate failure': failing on purpose because "
                    "testbed_probe_fail is set")
     # through the CLI: an SR-IOV count for a NIC that does not exist fails the tuning role
     bad = lab.write_lab("fail-sriov", [lab.host_entry(lab.a, known_hosts, sriov={"nosuchnic0": 2})])

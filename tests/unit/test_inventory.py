@@ -34,7 +34,7 @@ hosts:
     a = inv["all"]["hosts"]["a"]
     assert a["ansible_host"] == "10.78.0.1" and a["ansible_port"] == 22 and a["ansible_user"] == "root"
     assert a["ansible_ssh_private_key_file"] == str(tmp_path / "id_ed25519")
-    assert a["testbed_sriov"] == {"enp1s0f0": 8} and a["testbed_hugepages"] == 256 and a["testbed_iommu"] is True
+    assert a["tuning_sriov"] == {"enp1s0f0": 8} and a["tuning_hugepages"] == 256 and a["tuning_iommu"] is True
     assert a["testbed_lab_address"] == "10.78.0.1"
     assert "ansible_become" not in a
     opts = shlex.split(a["ansible_ssh_common_args"])
@@ -42,7 +42,7 @@ hosts:
     assert "PasswordAuthentication=no" in opts and "BatchMode=yes" in opts and "IdentitiesOnly=yes" in opts
     b = inv["all"]["hosts"]["b"]
     assert b["ansible_port"] == 2200 and b["ansible_user"] == "tester" and b["ansible_become"] is True
-    assert b["testbed_governor"] == "powersave" and b["testbed_sriov"] == {}
+    assert b["tuning_governor"] == "powersave" and b["tuning_sriov"] == {}
     assert "ansible_ssh_private_key_file" not in b and "IdentitiesOnly=yes" not in b["ansible_ssh_common_args"]
     assert inv["all"]["children"] == {"server": {"hosts": {"a": {}}}, "kvm": {"hosts": {"a": {}}},
                                       "client": {"hosts": {"b": {}}}}
