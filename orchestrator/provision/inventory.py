@@ -7,10 +7,9 @@ strictly against the lab's known_hosts file (provision verifies / records it wit
 from __future__ import annotations
 
 import shlex
-import sys
-from pathlib import Path
 
 from ..config.lab import LabHost
+from ..config.lab_nightly import nightly_vars
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3 has python3-apt, which the apt module needs
 
@@ -40,6 +39,7 @@ def host_vars(h: LabHost) -> dict:
         v["testbed_lab_address"] = h.lab_address
     if h.governor:
         v["tuning_governor"] = h.governor
+    v.update(nightly_vars(h.nightly_schedule))
     return v
 
 

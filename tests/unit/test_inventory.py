@@ -60,3 +60,20 @@ def test_local_inventory():
     inv = local_inventory()
     assert inv == {"all": {"hosts": {"localhost": {"ansible_connection": "local",
                                                    "ansible_python_interpreter": "/usr/bin/python3"}}}}
+
+
+def test_nightly_variables(tmp_path: Path):
+    (tmp_path / "quick.yaml").write_text("name: quick\n")
+    lab_file = tmp_path / "lab.yaml"
+    lab_file.write_text("""\
+nightly: {suites: [quick.yaml], at: "02:15"}
+hosts:
+  - {name: a, address: 10.78.0.1, nightly: {store: /srv/r.sqlite, testbed: /srv/tb/bin/testbed}}
+  - {name: b, address: 10.78.0.2, nightly: {suites: []}}
+""")
+    inv = generate_inventory(load_lab(lab_file).hosts)
+    a, b = inv["all"]["hosts"]["a"], inv["all"]["hosts"]["b"]
+    assert a["nightly_suites"] == [str(tmp_path / "quick.yaml")] and a["nightly_at"] == "02:15"
+    assert a["nightly_store"] == "/srv/r.sqlite" and a["nightly_testbed_bin"] == "/srv/tb/bin/testbed"
+    # no nightly run: an empty list, so the role removes a schedule installed earlier
+    assert b["nightly_suites"] == [] and not {k for k in b if k.startswith("nightly_")} - {"nightly_suites"}
