@@ -12,6 +12,7 @@
         hugepages: 512               # 2 MiB pages; 0 = leave as is
         iommu: true                  # provision sets intel_iommu/amd_iommu=on iommu=pt (reboot needed)
         roles: [server]
+        nightly: {suites: [suites/quickstart.yaml], at: "02:00"}   # see config/lab_nightly.py
 
 Errors are one line each: `FILE:LINE: hosts[0].port: ...`.
 """
@@ -24,10 +25,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
-from .yamlload import load_yaml, raise_if, validation_errors
+from .lab_nightly import NightlySchedule, NightlySpec, resolve_nightly
+from .yamlload import LineMap, load_yaml, raise_if, validation_errors
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
@@ -51,6 +53,9 @@ class LabHost(BaseModel):
     governor: str | None = Field(None, pattern=r"^[a-z]+$")
     roles: list[str] = Field(default_factory=list)
     connect_timeout: float = Field(10.0, gt=0, le=300)
+    # nightly run (config/lab_nightly.py): as written here; merged with the lab-wide block by load_lab
+    nightly: NightlySpec | None = None
+    _nightly_schedule: NightlySchedule | None = PrivateAttr(default=None)
 
     @field_validator("address")
     @classmethod
@@ -95,6 +100,11 @@ class LabHost(BaseModel):
         return value
 
     @property
+    def nightly_schedule(self) -> NightlySchedule | None:
+        """The effective nightly run (lab-wide block merged in, suites resolved), set by load_lab."""
+        return self._nightly_schedule
+
+    @property
     def identity_path(self) -> Path | None:
         return Path(os.path.expanduser(self.identity_file)) if self.identity_file else None
 
@@ -106,6 +116,7 @@ class LabHost(BaseModel):
 class LabModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hosts: list[LabHost] = Field(min_length=1)
+    nightly: NightlySpec | None = None  # lab-wide default of every host's nightly block
 
     @model_validator(mode="after")
     def _unique(self):
@@ -157,4 +168,13 @@ def load_lab(path: Path | str) -> Lab:
             value = getattr(h, attr)
             if value and not os.path.isabs(os.path.expanduser(value)):
                 setattr(h, attr, str((path.parent / value).resolve()))
+    _resolve_nightly(model, path, lines)
     return Lab(path, model)
+
+
+def _resolve_nightly(model: LabModel, path: Path, lines: LineMap) -> None:
+    errors: list[str] = []
+    for i, h in enumerate(model.hosts):
+        h._nightly_schedule, problems = resolve_nightly(model.nightly, h.nightly, i, path.parent, str(path), lines)
+        errors += [p for p in problems if p not in errors]  # a lab-wide problem is reported once
+    raise_if(errors)

@@ -7,10 +7,9 @@ strictly against the lab's known_hosts file (provision verifies / records it wit
 from __future__ import annotations
 
 import shlex
-import sys
-from pathlib import Path
 
 from ..config.lab import LabHost
+from ..config.lab_nightly import nightly_vars
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3 has python3-apt, which the apt module needs
 
@@ -28,9 +27,9 @@ def host_vars(h: LabHost) -> dict:
         "ansible_connection": "ssh",
         "ansible_ssh_common_args": shlex.join(ssh_opts),
         "ansible_python_interpreter": SYSTEM_PYTHON,
-        "testbed_hugepages": h.hugepages,
-        "testbed_iommu": h.iommu,
-        "testbed_sriov": dict(h.sriov),
+        "tuning_hugepages": h.hugepages,
+        "tuning_iommu": h.iommu,
+        "tuning_sriov": dict(h.sriov),
     }
     if h.identity_file:
         v["ansible_ssh_private_key_file"] = str(h.identity_path)
@@ -39,7 +38,8 @@ def host_vars(h: LabHost) -> dict:
     if h.lab_address:
         v["testbed_lab_address"] = h.lab_address
     if h.governor:
-        v["testbed_governor"] = h.governor
+        v["tuning_governor"] = h.governor
+    v.update(nightly_vars(h.nightly_schedule))
     return v
 
 

@@ -252,18 +252,18 @@ def test_provision_doctor_and_two_host_redis(lab: Lab, known_hosts: Path, tmp_pa
     markers = tmp_path / "markers"
     events: list[str] = []
     tags = ["testbed_probe", "tuning"]
-    first = provision(lab_path, tags=tags, extravars={"testbed_marker_dir": str(markers)}, on_event=events.append)
+    first = provision(lab_path, tags=tags, extravars={"testbed_probe_marker_dir": str(markers)}, on_event=events.append)
     assert first.status == "successful"
     assert set(first.hosts) == {"a", "b"}
     assert all(s.failed == 0 and s.unreachable == 0 for s in first.hosts.values())
     assert first.changed >= 2  # the marker of each host (marker dir created once or twice)
     assert (markers / "provisioned-a").read_text() == "provisioned by testbed for a\n"
     assert (markers / "provisioned-b").exists()
-    assert any("a: provisioned marker: changed" == e for e in events)
+    assert any("a: Provisioned marker: changed" == e for e in events)
     # pinning recorded B's key in known_hosts, so the strict Ansible run could verify it
     assert lab.b.address in known_hosts.read_text()
 
-    second = provision(lab_path, tags=tags, extravars={"testbed_marker_dir": str(markers)})
+    second = provision(lab_path, tags=tags, extravars={"testbed_probe_marker_dir": str(markers)})
     assert second.changed == 0, second.summary()
     assert second.failed == 0
     assert {h: s.ok > 0 for h, s in second.hosts.items()} == {"a": True, "b": True}
@@ -472,6 +472,84 @@ def test_remote_process_reclaimer(lab: Lab, known_hosts: Path, tmp_path: Path):
         host.close()
 
 
+# --- the nightly role: a cron entry (no systemd in the namespaces), idempotent, removable ------
+NIGHTLY_CRON = "/etc/cron.d/testbed-nightly"  # the role's default; the test must never write it
+
+
+def _nightly_lab(lab: Lab, known_hosts: Path, host_nightly: dict) -> Path:
+    suites = lab.tmp / "nightly-suites"
+    suites.mkdir(exist_ok=True)
+    (suites / "quick.yaml").write_text("name: quick\n")
+    (suites / "second.yaml").write_text("name: second\n")
+    path = lab.tmp / "nightly-lab.yaml"
+    path.write_text(yaml.safe_dump({
+        "nightly": {"suites": ["nightly-suites/quick.yaml", "nightly-suites/second.yaml"], "at": "02:15"},
+        "hosts": [lab.host_entry(lab.a, known_hosts, nightly=host_nightly)]}, sort_keys=False))
+    return path
+
+
+def test_nightly_role_installs_cron_entry_idempotently(lab: Lab, known_hosts: Path, tmp_path: Path):
+    """Host A shares this machine's files, so every path the role writes points into tmp_path."""
+    etc = tmp_path / "etc"
+    (etc / "cron.d").mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "testbed"  # stands in for `testbed nightly`: records argv and TESTBED_HOME
+    fake.write_text(f'#!/bin/sh\necho "$TESTBED_HOME $*" >> {calls}\n')
+    fake.chmod(0o755)
+    cron_file, log_file = etc / "cron.d" / "testbed-nightly", tmp_path / "nightly.log"
+    extravars = {"nightly_config_dir": str(etc / "testbed-nightly"), "nightly_cron_file": str(cron_file),
+                 "nightly_unit_dir": str(etc / "units"), "nightly_log_file": str(log_file),
+                 "nightly_lock_file": str(tmp_path / "lock" / "nightly.lock"), "nightly_testbed_home": str(tmp_path / "h")}
+    cron_before = set(sh("pgrep", "-x", "cron", check=False).stdout.split())
+    assert not Path(NIGHTLY_CRON).exists()
+    try:
+        lab_path = _nightly_lab(lab, known_hosts, {"at": "03:40", "testbed": str(fake)})
+        first = provision(lab_path, tags=["nightly"], extravars=extravars)
+        assert first.failed == 0 and first.changed >= 4, first.summary()  # suites, script, cron entry
+        entry = [line for line in cron_file.read_text().splitlines() if not line.startswith("#")]
+        run = etc / "testbed-nightly" / "run"
+        job = f"/usr/bin/timeout --kill-after=60 21600 {run} >> {log_file} 2>&1"
+        assert entry == [f"40 3 * * * root {job}"]  # the host's at overrides the lab-wide 02:15
+        assert "#Ansible: testbed nightly" in cron_file.read_text()
+        assert sorted(p.name for p in (etc / "testbed-nightly" / "suites").iterdir()) == ["quick.yaml", "second.yaml"]
+        assert not (etc / "units").exists()  # no systemd: no units
+        assert sh("pgrep", "-x", "cron", check=False).returncode == 0  # cron runs (the role starts it if need be)
+
+        second = provision(lab_path, tags=["nightly"], extravars=extravars)
+        assert second.changed == 0, second.summary()
+
+        # the job exactly as cron runs it: every suite in turn, TESTBED_HOME set, output in the log
+        sh("sh", "-c", job, timeout=60)
+        suites = etc / "testbed-nightly" / "suites"
+        assert calls.read_text().splitlines() == [f"{tmp_path / 'h'} nightly {suites}/quick.yaml",
+                                                  f"{tmp_path / 'h'} nightly {suites}/second.yaml"]
+        assert "suite second.yaml" in log_file.read_text() and "done, exit 0" in log_file.read_text()
+
+        # the lab file turns it off for host A: the entry, the script and the suites go
+        off = _nightly_lab(lab, known_hosts, {"suites": []})
+        removed = provision(off, tags=["nightly"], extravars=extravars)
+        assert removed.changed >= 2, removed.summary()
+        assert not cron_file.exists() and not (etc / "testbed-nightly").exists()
+        assert provision(off, tags=["nightly"], extravars=extravars).changed == 0
+    finally:
+        assert not Path(NIGHTLY_CRON).exists()
+        # a cron daemon the role started for host A lives in A's namespace: stop it now
+        for pid in set(sh("ip", "netns", "pids", lab.a.netns, check=False).stdout.split()):
+            if sh("ps", "-o", "comm=", "-p", pid, check=False).stdout.strip() == "cron" and pid not in cron_before:
+                os.kill(int(pid), 15)
+
+
+def test_nightly_without_testbed_on_the_host_is_one_line(lab: Lab, known_hosts: Path, tmp_path: Path):
+    lab_path = _nightly_lab(lab, known_hosts, {"testbed": str(tmp_path / "no" / "testbed")})
+    with pytest.raises(ProvisionError) as err:
+        provision(lab_path, tags=["nightly"], extravars={"nightly_config_dir": str(tmp_path / "cfg"),
+                                                          "nightly_cron_file": str(tmp_path / "cron")})
+    msg = _one_line(err.value)
+    assert msg.startswith("provision failed on a at task 'Testbed is installed where the nightly run calls it': "
+                          f"{tmp_path / 'no' / 'testbed'} is not an executable file on a: install testbed"), msg
+    assert not (tmp_path / "cron").exists()
+
+
 # --- bad input: one clear line, non-zero exit -----------------------------------------------
 def _cli(*args: str, env_home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TESTBED_HOME": str(env_home)}
@@ -510,13 +588,25 @@ def test_host_missing_from_inventory(lab: Lab, known_hosts: Path, testbed_home: 
             assert len(lines) == 1 and "no host named 'c'" in lines[0]
 
 
+def test_lab_file_with_missing_nightly_suite(lab: Lab, known_hosts: Path, testbed_home: Path):
+    path = lab.write_lab("nightly-missing", [lab.host_entry(lab.a, known_hosts, nightly={"suites": ["nosuch.yaml"]})])
+    with pytest.raises(ConfigError) as err:
+        provision(path, tags=["nightly"])
+    assert "hosts[0].nightly.suites[0]: nosuch.yaml: no such suite file" in _one_line(err.value)
+    if TESTBED.exists():
+        res = _cli("provision", "--lab", str(path), "--tags", "nightly", env_home=testbed_home)
+        assert res.returncode == ConfigError.exit_code
+        lines = _error_lines(res)
+        assert len(lines) == 1 and "nosuch.yaml: no such suite file" in lines[0], res.stderr
+
+
 def test_playbook_task_failure(lab: Lab, known_hosts: Path, tmp_path: Path, testbed_home: Path):
     lab_path = lab.write_lab("fail", [lab.host_entry(lab.a, known_hosts)])
     with pytest.raises(ProvisionError) as err:
-        provision(lab_path, tags=["testbed_probe"], extravars={"testbed_marker_dir": str(tmp_path / "m"),
+        provision(lab_path, tags=["testbed_probe"], extravars={"testbed_probe_marker_dir": str(tmp_path / "m"),
                                                                 "testbed_probe_fail": True})
     msg = _one_line(err.value)
-    assert msg == ("provision failed on a at task 'deliberate failure': failing on purpose because "
+    assert msg == ("provision failed on a at task 'Deliberate failure': failing on purpose because "
                    "testbed_probe_fail is set")
     # through the CLI: an SR-IOV count for a NIC that does not exist fails the tuning role
     bad = lab.write_lab("fail-sriov", [lab.host_entry(lab.a, known_hosts, sriov={"nosuchnic0": 2})])

@@ -114,3 +114,79 @@ def test_yaml_syntax_error(tmp_path: Path):
     with pytest.raises(ConfigError) as err:
         load_lab(path)
     assert str(err.value).startswith(f"{path}:") and "YAML syntax error" in str(err.value)
+
+
+# --- nightly: lab-wide default, per-host override, one line per problem ------------------------
+NIGHTLY = """\
+nightly:
+  suites: [suites/quick.yaml, /ABS/other.yaml]
+  at: "02:00"
+hosts:
+  - name: lab-a
+    address: 192.0.2.10
+  - name: lab-b
+    address: 192.0.2.11
+    nightly: {at: "03:30", store: /var/lib/testbed/nightly.sqlite, testbed: /srv/testbed/.venv/bin/testbed}
+  - name: lab-c
+    address: 192.0.2.12
+    nightly: {suites: []}
+"""
+
+
+def nightly_lab(tmp_path: Path, text: str = NIGHTLY) -> Path:
+    (tmp_path / "suites").mkdir(exist_ok=True)
+    (tmp_path / "suites" / "quick.yaml").write_text("name: quick\n")
+    (tmp_path / "abs").mkdir(exist_ok=True)
+    (tmp_path / "abs" / "other.yaml").write_text("name: other\n")
+    return write(tmp_path, text.replace("/ABS", str(tmp_path / "abs")))
+
+
+def test_nightly_default_and_per_host_override(tmp_path: Path):
+    lab = load_lab(nightly_lab(tmp_path))
+    a, b, c = (lab.host(n).nightly_schedule for n in ("lab-a", "lab-b", "lab-c"))
+    suites = (tmp_path / "suites" / "quick.yaml", tmp_path / "abs" / "other.yaml")
+    assert a is not None and a.suites == suites and a.at == "02:00" and a.store is None and a.testbed is None
+    assert b is not None and b.suites == suites and b.at == "03:30"  # field by field: suites from the lab-wide block
+    assert b.store == "/var/lib/testbed/nightly.sqlite" and b.testbed == "/srv/testbed/.venv/bin/testbed"
+    assert c is None  # suites: [] turns it off
+    plain = load_lab(write(tmp_path, GOOD))
+    assert all(h.nightly_schedule is None for h in plain.hosts)
+
+
+def test_nightly_at_defaults_to_two_in_the_morning(tmp_path: Path):
+    lab = load_lab(nightly_lab(tmp_path, NIGHTLY.replace('  at: "02:00"\n', "")))
+    assert lab.host("lab-a").nightly_schedule.at == "02:00"
+
+
+@pytest.mark.parametrize("old, new, line, field, words", [
+    ("suites/quick.yaml,", "suites/nosuch.yaml,", 2, "nightly.suites[0]",
+     "suites/nosuch.yaml: no such suite file"),
+    ('  at: "02:00"', "  at: 2:30", 3, "nightly.at", 'got the number 150; write the time in quotes, like "02:30"'),
+    ('  at: "02:00"', '  at: "24:00"', 3, "nightly.at", "is not a 24-hour time"),
+    ('{at: "03:30",', '{at: "3.30",', 9, "hosts[1].nightly.at", "is not a 24-hour time"),
+    ("store: /var/lib/testbed/nightly.sqlite", "store: results.sqlite", 9, "hosts[1].nightly.store",
+     "expected an absolute path on the host (the result store)"),
+    ("testbed: /srv/testbed/.venv/bin/testbed", "testbed: '/srv/my testbed'", 9, "hosts[1].nightly.testbed",
+     "expected an absolute path on the host (the testbed executable)"),
+    ("nightly: {suites: []}", "nightly: {suite: []}", 12, "hosts[2].nightly.suite", "unknown field"),
+    ("/ABS/other.yaml]", "/ABS/quick.yaml]", 2, "nightly.suites[1]", "the same file name as suites[0]"),
+])
+def test_nightly_errors_are_one_line(tmp_path: Path, old: str, new: str, line: int, field: str, words: str):
+    assert old in NIGHTLY
+    text = NIGHTLY.replace(old, new)
+    path = nightly_lab(tmp_path, text)
+    (tmp_path / "abs" / "quick.yaml").write_text("name: q\n")
+    with pytest.raises(ConfigError) as err:
+        load_lab(path)
+    msg = str(err.value)
+    assert "\n" not in msg, msg  # a lab-wide problem is one line, not one per host
+    assert msg.startswith(f"{path}:{line}: {field}: "), msg
+    assert words in msg, msg
+
+
+def test_nightly_without_suites_anywhere(tmp_path: Path):
+    path = write(tmp_path, 'hosts:\n  - name: a\n    address: 10.0.0.1\n    nightly: {at: "01:00"}\n')
+    with pytest.raises(ConfigError) as err:
+        load_lab(path)
+    assert str(err.value) == (f"{path}:4: hosts[0].nightly.suites: no suites to run; list suite files here or in "
+                              f"the lab-wide nightly block (suites: [] turns the nightly run off)")
