@@ -45,3 +45,8 @@ class Interrupted(TestbedError):
     """SIGINT or SIGTERM arrived; the run tears down and keeps the samples measured so far."""
 
     exit_code = 130
+
+
+class NotRunnableError(TestbedError):
+    """A cell cannot run on this host (no SR-IOV NIC, no guest driver for the VF): the runner reports
+    it as not runnable with this reason instead of failing the run."""
