@@ -15,7 +15,7 @@ from orchestrator.errors import LaunchError, NotRunnableError, ResourceBusyError
 from orchestrator.ledger import RECLAIMERS, Ledger, collect_garbage, live_resources
 from orchestrator.net.sriov import LEDGER_KIND, VfAllocator, VfPool, VfSelector, host_sriov
 from orchestrator.net.sriov.fake import FakePf, FakeSystem, build_fake_host
-from orchestrator.net.sriov.pool import read_record
+from orchestrator.net.sriov.pool import read_record, vf_states
 
 PF0 = [VfSelector(pf="ens1f0")]
 
@@ -66,6 +66,9 @@ def test_lease_configures_and_release_restores(host):
     [(kind, name, meta)] = pool.ledger.live()
     assert (kind, name, meta["owner"], meta["original_driver"]) == (LEDGER_KIND, "0000:3b:02.0", "tb-r1-redis-10", "iavf")
     assert read_record(host.state, "0000:3b:02.0")["lease_id"] == lease.lease_id
+    states = vf_states(host_sriov(host.fake.sysfs, host.fake.proc, host.fake.modules), host.state)
+    assert [(s.holder, s.stale) for s in states] == [(f"tb-r1-redis-10 (run r1, pid {os.getpid()})", None),
+                                                     (None, None), (None, None)]
     second = pool.lease(owner="tb-r1-redis-11", mac="52:54:00:00:00:02")
     assert second.vf.index == 1 and host.vf(1).driver == "iavf"  # driver=None: left for libvirt managed='yes'
     assert lease.release() == []
@@ -288,6 +291,8 @@ def test_reconciliation_after_sigkill(host, mid_setup):
     assert vf.driver == (None if mid_setup else "vfio-pci")  # left as the dead run had it
     [ledger_file] = host.ledgers.glob("killed.jsonl")
     assert [n for _, n, _ in live_resources(ledger_file)] == ["0000:3b:02.0"]  # written before the VF was touched
+    [state, *_] = vf_states(host_sriov(host.fake.sysfs, host.fake.proc, host.fake.modules), host.state)
+    assert state.holder is None and state.stale.startswith("tb-killed-redis-10 (run killed, pid ")
     pool = host.pool("r2")
     assert pool.notes[0].startswith("VF 0000:3b:02.0: reclaimed from run killed (tb-killed-redis-10, pid ")
     assert pool.notes[0].endswith("), which no longer holds it")

@@ -384,6 +384,44 @@ class VfPool:
         return set_num_vfs(self.system, pf.pci_address, count, autoprobe=autoprobe, busy=lambda: self.leased_on(pf))
 
 
+# --- looking without taking ----------------------------------------------------------------
+def lock_holder(path: Path, locks: Path = Path("/proc/locks")) -> int | None:
+    """pid holding an flock on `path`, from /proc/locks (taking the lock to test it could make a
+    concurrent lease see the VF busy)."""
+    try:
+        st = os.stat(path)
+        text = locks.read_text()
+    except OSError:
+        return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode and fields[4].isdigit():
+            return int(fields[4])
+    return None
+
+
+@dataclass
+class VfState:
+    pf: PhysicalFunction
+    vf: VirtualFunction
+    holder: str | None  # a live lease: "OWNER (run R, pid P)"
+    stale: str | None  # a dead holder's record, reclaimed by the next pool or `testbed gc`
+
+
+def vf_states(host: HostSriov, directory: Path | None = None) -> list[VfState]:
+    directory = directory or state_dir()
+    out = []
+    for pf in host.pfs:
+        for vf in pf.vfs:
+            rec = read_record(directory, vf.pci_address) or {}
+            pid = lock_holder(directory / f"{vf.pci_address}.lock")
+            desc = f"{rec.get('owner', '?')} (run {rec.get('run_id', '?')}, pid {rec.get('pid', pid)})"
+            out.append(VfState(pf, vf, holder=desc if pid is not None else None,
+                               stale=desc if pid is None and rec else None))
+    return out
+
+
 # --- testbed gc ----------------------------------------------------------------------------
 @reclaimer(LEDGER_KIND)
 def _reclaim_vf(name: str, meta: dict) -> None:
