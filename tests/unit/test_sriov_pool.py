@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import pytest
 from orchestrator.errors import LaunchError, NotRunnableError, ResourceBusyError
 from orchestrator.ledger import RECLAIMERS, Ledger, collect_garbage, live_resources
 from orchestrator.net.sriov import LEDGER_KIND, VfAllocator, VfPool, VfSelector, host_sriov
+from orchestrator.net.sriov.config import bind_driver
 from orchestrator.net.sriov.fake import FakePf, FakeSystem, build_fake_host
-from orchestrator.net.sriov.pool import read_record, vf_states
+from orchestrator.net.sriov.pool import VfLock, read_record, vf_states
 
 PF0 = [VfSelector(pf="ens1f0")]
 
@@ -139,6 +141,22 @@ def test_exhaustion_is_one_line(host):
         lease.release()
 
 
+def test_a_lock_held_only_in_passing_is_waited_for(host):
+    """Another process reconciling the last free VF holds its lock for a moment, with no lease record:
+    lease() waits for it instead of calling the pool exhausted."""
+    pool = host.pool()
+    leases = [pool.lease(owner=f"dom{i}") for i in range(3)]
+    leases[0].release()
+    passing = VfLock(host.state, "0000:3b:02.0")
+    assert passing.try_acquire()
+    threading.Timer(0.05, passing.release).start()
+    started = time.monotonic()
+    lease = pool.lease(owner="waiter")
+    assert lease.vf.index == 0 and time.monotonic() - started >= 0.04  # it waited for the passing holder
+    for held in (lease, *leases[1:]):
+        held.release()
+
+
 def test_selectors_and_numa_preference(tmp_path):
     h = Host(tmp_path, pfs=[FakePf(num_vfs=2), FakePf("ens1f1", "0000:3b:00.1", num_vfs=2, vf_slot=6, numa_node=1)])
     pool = h.pool(selectors=[VfSelector.parse({"pf": "ens1f0", "vfs": "1"}), VfSelector.parse({"pf": "ens1f1"})])
@@ -188,6 +206,13 @@ def test_vfs_in_use_outside_testbed_are_skipped_with_the_reason(tmp_path):
             "not lease it to" % h.vf(1).iommu_group) in fresh.notes
 
 
+def test_no_vf_while_its_pf_is_assigned_whole(host):
+    pool = host.pool()
+    host.fake.rebind_outside("0000:3b:00.0", "vfio-pci")
+    with pytest.raises(ResourceBusyError, match=r"its PF 0000:3b:00.0 is on vfio-pci \(assigned whole elsewhere\?\)"):
+        pool.lease(owner="dom")
+
+
 def test_vf_count_change_refused_while_leased(host):
     pool = host.pool()
     lease = pool.lease(owner="dom")
@@ -196,6 +221,25 @@ def test_vf_count_change_refused_while_leased(host):
     lease.release()
     assert pool.set_num_vfs("ens1f0", 8) is True
     assert host_sriov(host.fake.sysfs, host.fake.proc, host.fake.modules).pfs[0].num_vfs == 8
+
+
+def test_libvirt_managed_lease_restores_what_libvirt_reattached(tmp_path):
+    """A VF kept on vfio-pci (autoprobe off) leased for managed='yes': libvirt's reattach reprobes the
+    VF's own driver; release puts it back on vfio-pci."""
+    h = Host(tmp_path, pfs=[FakePf(num_vfs=1)], vfio_loaded=True)
+    bind_driver(h.fake, "0000:3b:02.0", "vfio-pci")
+    pool = h.pool()
+    lease = pool.lease(owner="dom", mac="52:54:00:00:00:01")  # driver=None: libvirt binds
+    h.fake.rebind_outside("0000:3b:02.0", "iavf")  # what libvirt's reattach leaves at domain shutdown
+    assert lease.release() == []
+    assert h.vf(0).driver == "vfio-pci" and pool.ledger.live() == []
+    # a driver neither testbed nor libvirt would set is left alone, and the VF is not handed out
+    lease = pool.lease(owner="dom")
+    h.fake.rebind_outside("0000:3b:02.0", "uio_pci_generic")
+    [problem] = lease.release()
+    assert problem == "VF 0000:3b:02.0 is bound to uio_pci_generic now, not to a driver testbed set; left as it is"
+    with pytest.raises(ResourceBusyError, match="0000:3b:02.0: not restored after an earlier lease: VF 0000:3b:02.0 is bound"):
+        pool.lease(owner="next")
 
 
 def test_compat_allocator(host):

@@ -404,6 +404,8 @@ def build_fake_host(root: Path, pfs: list[FakePf] | None = None, *, iommu: bool 
     (proc / "sys" / "kernel" / "osrelease").write_text(kernel + "\n")
     (modules / kernel / "modules.dep").write_text(
         "kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/vfio.ko\n" if vfio_module else "")
+    (modules / kernel / "modules.alias").write_text("".join(
+        f"alias pci:v0000{pf.vendor.upper()}d0000{pf.vf_device.upper()}sv*sd*bc*sc*i* {pf.vf_driver}\n" for pf in pfs))
     state: dict[str, Any] = {"devices": {}, "vfs": {}, "pfs": {}, "ethtool": {}, "addrs": {}, "routes": {},
                              "masters": {}, "faults": [], "next_group": 10, "iommu": iommu, "vfio_module": vfio_module}
     (root / "fake-state.json").write_text(json.dumps(state))

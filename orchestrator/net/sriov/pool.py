@@ -33,8 +33,9 @@ from ...errors import LaunchError, NotRunnableError, ResourceBusyError, TestbedE
 from ...ledger import Ledger, process_start_time, reclaimer
 from .config import (VFIO, VfSettings, apply_vf_settings, bind_driver, netdev_in_use, read_vf_settings,
                      restore_driver, set_num_vfs)
-from .discovery import (SYSFS, HostSriov, PhysicalFunction, VirtualFunction, host_sriov, pci_device_dir,
-                        pci_exists, virtual_function)
+from .discovery import (SYSFS, HostSriov, PhysicalFunction, VirtualFunction, driver_of, host_sriov,
+                        pci_device_dir, pci_exists, virtual_function)
+from .guest import linux_driver_for, vf_modalias
 from .preflight import sriov_problems
 from .provenance import vf_provenance
 from .selectors import VfSelector, selected
@@ -43,6 +44,8 @@ from .system import LocalSystem, system_from_spec
 log = logging.getLogger(__name__)
 
 LEDGER_KIND = "sriov-vf"
+# A lock held with no lease record is a reconcile or a setup in progress elsewhere: worth a short wait.
+TRANSIENT_WAIT = 1.0
 # Leases held by this process, so the ledger's same-process safety net can release them properly.
 _LIVE: dict[str, "VfLease"] = {}
 
@@ -119,8 +122,10 @@ def restore_from_record(system: LocalSystem, record: dict) -> list[str]:
                     f"({system.process_name(users[0])}); stop it first"]
     problems = []
     if record.get("driver") is not None or vf.driver != record.get("original_driver"):
-        # what testbed or libvirt (managed='yes') leaves, including unbound half-way through a bind
-        expected = {record.get("original_driver"), record.get("driver"), VFIO, None}
+        # what testbed or libvirt (managed='yes') leaves: vfio-pci, unbound half-way through a bind,
+        # or the VF's own driver (libvirt's reattach reprobes it)
+        native = linux_driver_for(vf_modalias(vf), system.kernel_modules())
+        expected = {record.get("original_driver"), record.get("driver"), VFIO, None, native}
         if vf.driver in expected:
             try:
                 restore_driver(system, pci, record.get("original_driver"))
@@ -241,22 +246,22 @@ class VfPool:
                 lock.release()
         return self.notes
 
-    def _reclaim_stale(self, pci: str) -> str:
-        """With pci's lock held: restore from a dead holder's record. Returns "clean" (no record),
-        "reclaimed", or "failed" (the VF must not be handed out)."""
+    def _reclaim_stale(self, pci: str) -> tuple[bool, str | None]:
+        """With pci's lock held: restore from a record an earlier holder left. Returns (reclaimed,
+        why the VF must not be used when it could not be restored)."""
         rec = read_record(self.state_dir, pci)
         if rec is None:
-            return "clean"
+            return False, None
         who = f"run {rec.get('run_id')} ({rec.get('owner')}, pid {rec.get('pid')}), which no longer holds it"
         problems = restore_from_record(self.system, rec)
         if problems:
             self.notes.append(f"VF {pci}: left by {who}; not reclaimed: {'; '.join(problems)}")
-            return "failed"
+            return False, "not restored after an earlier lease: " + "; ".join(problems)
         gone = "; the VF has vanished" if not pci_exists(self.system.sysfs, pci) else ""
         record_path(self.state_dir, pci).unlink(missing_ok=True)
         _release_in_ledger_file(rec.get("ledger_path"), pci)
         self.notes.append(f"VF {pci}: reclaimed from {who}{gone}")
-        return "reclaimed"
+        return True, None
 
     def _refresh(self, pf: PhysicalFunction, vf: VirtualFunction) -> VirtualFunction:
         """The pool's view of `vf` after a reclaim changed it (its restored driver is the expected one)."""
@@ -276,6 +281,9 @@ class VfPool:
                                pci_device_dir(self.system.sysfs, pci).resolve())
         if now.driver != vf.driver:
             return f"driver changed from {vf.driver or 'none'} to {now.driver or 'none'} since the pool started"
+        pf_driver = driver_of(pci_device_dir(self.system.sysfs, vf.pf_pci))
+        if pf_driver in (None, VFIO):  # Nova's rule: no VF while its PF itself is assigned
+            return f"its PF {vf.pf_pci} is on {pf_driver or 'no driver'} (assigned whole elsewhere?)"
         if now.driver_override:
             return f"driver_override is {now.driver_override} (another tool is rebinding it)"
         if now.driver == VFIO and now.iommu_group is not None:
@@ -305,14 +313,14 @@ class VfPool:
         unusable: list[str] = []
         for pf, vf in order:
             lock = VfLock(self.state_dir, vf.pci_address)
-            if not lock.try_acquire():
+            if not lock.try_acquire() and not self._wait_transient(lock, vf.pci_address):
                 busy.append(self._holder(vf.pci_address))
                 continue
             try:
-                stale = self._reclaim_stale(vf.pci_address)
-                if stale == "reclaimed":
+                reclaimed, reason = self._reclaim_stale(vf.pci_address)
+                if reclaimed:
                     vf = self._refresh(pf, vf)
-                reason = "left unrestorable by a dead run" if stale == "failed" else self.unusable(vf)
+                reason = reason or self.unusable(vf)
                 if reason is None:
                     return self._take(pf, vf, lock, owner, settings, driver)
             except BaseException:
@@ -322,6 +330,17 @@ class VfPool:
             unusable.append(f"{vf.pci_address}: {reason}")
             self.notes.append(f"VF {vf.pci_address} skipped: {reason}")
         raise ResourceBusyError(self._exhausted(busy, unusable))
+
+    def _wait_transient(self, lock: VfLock, pci: str) -> bool:
+        """Take `lock` if its holder is only passing through (no lease record); False for a real lease."""
+        deadline = time.monotonic() + TRANSIENT_WAIT
+        while time.monotonic() < deadline:
+            if read_record(self.state_dir, pci) is not None:
+                return False
+            time.sleep(0.01)
+            if lock.try_acquire():
+                return True
+        return False
 
     def _holder(self, pci: str) -> str:
         rec = read_record(self.state_dir, pci) or {}
@@ -364,17 +383,12 @@ class VfPool:
 
     # --- the rest of the API -------------------------------------------------------------
     def free(self) -> list[VirtualFunction]:
-        """Selected VFs no live process holds (not checked for usability)."""
-        out = []
-        for _, vf in self.candidates:
-            lock = VfLock(self.state_dir, vf.pci_address)
-            if lock.try_acquire():
-                lock.release()
-                out.append(vf)
-        return out
+        """Selected VFs no live process holds (not checked for usability; looks without locking)."""
+        return [vf for _, vf in self.candidates if lock_holder(self.state_dir / f"{vf.pci_address}.lock") is None]
 
     def leased_on(self, pf: PhysicalFunction) -> list[str]:
-        return [self._holder(vf.pci_address) for vf in pf.vfs if vf not in self.free()]
+        return [self._holder(vf.pci_address) for vf in pf.vfs
+                if lock_holder(self.state_dir / f"{vf.pci_address}.lock") is not None]
 
     def set_num_vfs(self, pf_name: str, count: int, *, autoprobe: bool | None = None) -> bool:
         """Run-time VF count change (0 -> N), refused while any VF of that PF is leased."""

@@ -98,7 +98,7 @@ class LocalSystem:
     def vfio_group_users(self, group: int) -> list[int]:
         """pids with /dev/vfio/GROUP open (a QEMU or DPDK process owns the device)."""
         target = str(self.dev / "vfio" / str(group))
-        pids = []
+        pids: list[int] = []
         try:
             entries = os.listdir(self.proc)
         except OSError:
