@@ -266,6 +266,50 @@ def gc(include_live: bool) -> None:
 
 
 @cli.group()
+def sriov() -> None:
+    """SR-IOV on this host: PFs, VFs, leases, and why SR-IOV cannot be used here (docs/sriov.md)."""
+
+
+@sriov.command("status")
+def sriov_status() -> None:
+    """PFs and VFs with their drivers, IOMMU groups and leases, then the reasons SR-IOV is unusable."""
+    from .net.sriov import host_sriov, sriov_problems
+    from .net.sriov.pool import vf_states
+
+    host = host_sriov()
+    t = Table(title="SR-IOV")
+    for col in ("pf", "vf", "pci", "driver", "netdev", "numa", "iommu group", "lease"):
+        t.add_column(col)
+    for s in vf_states(host):
+        lease = s.holder or (f"[yellow]stale: {s.stale}[/]" if s.stale else "free")
+        t.add_row(s.pf.name, str(s.vf.index), s.vf.pci_address, s.vf.driver or "-", s.vf.netdev or "-",
+                  str(s.vf.numa_node if s.vf.numa_node is not None else "-"), str(s.vf.iommu_group or "-"), lease)
+    console.print(t)
+    for p in sriov_problems(host):
+        console.print(f"[yellow]not usable:[/yellow] {p.what}; fix: {p.fix}", markup=True, highlight=False)
+
+
+@sriov.command("vfs")
+@click.argument("pf")
+@click.argument("count", type=click.IntRange(0, 256))
+@click.option("--autoprobe/--no-autoprobe", default=None,
+              help="Write sriov_drivers_autoprobe first (--no-autoprobe: new VFs stay off the host's VF driver).")
+def sriov_vfs(pf: str, count: int, autoprobe: bool | None) -> None:
+    """Set PF's VF count now (0 -> COUNT); refused while any of its VFs is leased."""
+    from .net.sriov import LocalSystem, host_sriov, set_num_vfs
+    from .net.sriov.pool import vf_states
+
+    host = host_sriov()
+    match = next((p for p in host.pfs if pf in (p.name, p.pci_address)), None)
+    if match is None:
+        raise TestbedError(f"sriov vfs: {pf} is not an SR-IOV PF here (PFs: {', '.join(p.name for p in host.pfs) or 'none'})")
+    changed = set_num_vfs(LocalSystem(), match.pci_address, count, autoprobe=autoprobe,
+                          busy=lambda: [f"{s.vf.pci_address} by {s.holder}" for s in vf_states(host)
+                                        if s.pf.pci_address == match.pci_address and s.holder])
+    console.print(f"{match.name}: {count} VFs" + ("" if changed else " (unchanged)"))
+
+
+@cli.group()
 def images() -> None:
     """Images testbed has built or imported (content-addressed cache)."""
 

@@ -48,7 +48,8 @@ class Interrupted(TestbedError):
 
 
 class NotRunnableError(TestbedError):
-    """A cell cannot run here, for a reason that is no fault of the run (no SR-IOV NIC, no KVM, an image
-    missing); the cell is reported not runnable with the reason and the run goes on."""
+    """A cell cannot run here, for a reason that is no fault of the run (no SR-IOV NIC, no guest driver
+    for the VF, no KVM, an image missing); the cell is reported not runnable with the reason and the
+    run goes on."""
 
     exit_code = 3

@@ -9,6 +9,9 @@
         host_key_fingerprint: "SHA256:abc..."  # optional pin, accepted when known_hosts lacks the host
         lab_address: 10.77.0.1       # the host's address on the direct experiment link
         sriov: {enp59s0f0: 4}        # VFs per physical function (provision writes sriov_numvfs)
+        sriov_pool:                  # which VFs runs may lease (default: every VF); any entry may match
+          - {pf: enp59s0f0, vfs: "0-3"}            # VF indices on that PF
+          - {vendor: "15b3", device: "101e", driver: mlx5_core}
         hugepages: 512               # 2 MiB pages; 0 = leave as is
         iommu: true                  # provision sets intel_iommu/amd_iommu=on iommu=pt (reboot needed)
         roles: [server]
@@ -28,12 +31,56 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
+from .vf_selectors import VfSelector, check_driver, check_pf, hex4, parse_ranges
 from .lab_nightly import NightlySchedule, NightlySpec, resolve_nightly
 from .yamlload import LineMap, load_yaml, raise_if, validation_errors
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 IFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+
+
+class SriovSelectorModel(BaseModel):
+    """One entry of a host's `sriov_pool` (semantics in orchestrator/config/vf_selectors.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pf: str | None = None
+    vfs: str | int | None = None  # "0-3,6"
+    vendor: str | int | None = None  # the VF's PCI vendor id, e.g. "8086"
+    device: str | int | None = None  # the VF's PCI device id, e.g. "1889"
+    driver: str | None = None  # the VF's host driver, e.g. iavf
+
+    @field_validator("pf")
+    @classmethod
+    def _pf(cls, value: str | None) -> str | None:
+        return None if value is None else check_pf(value)
+
+    @field_validator("vfs")
+    @classmethod
+    def _vfs(cls, value: str | int | None) -> str | None:
+        if value is None:
+            return None
+        parse_ranges(str(value))
+        return str(value)
+
+    @field_validator("vendor", "device")
+    @classmethod
+    def _ids(cls, value: str | int | None, info) -> str | None:
+        return None if value is None else hex4(value, info.field_name)
+
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, value: str | None) -> str | None:
+        return None if value is None else check_driver(value)
+
+    @model_validator(mode="after")
+    def _whole(self):
+        self.selector()  # cross-field rules: not empty, vfs needs pf
+        return self
+
+    def selector(self) -> VfSelector:
+        return VfSelector.parse(self.model_dump(exclude_none=True))
 
 
 class LabHost(BaseModel):
@@ -48,6 +95,7 @@ class LabHost(BaseModel):
     host_key_fingerprint: str | None = None
     lab_address: str | None = None
     sriov: dict[str, int] = Field(default_factory=dict)
+    sriov_pool: list[SriovSelectorModel] = Field(default_factory=list)
     hugepages: int = Field(0, ge=0)
     iommu: bool = False
     governor: str | None = Field(None, pattern=r"^[a-z]+$")
@@ -98,6 +146,9 @@ class LabHost(BaseModel):
             if not isinstance(n, int) or n < 0 or n > 256:
                 raise ValueError(f"{pf}: VF count must be an integer 0..256")
         return value
+
+    def vf_selectors(self) -> list[VfSelector]:
+        return [s.selector() for s in self.sriov_pool]
 
     @property
     def nightly_schedule(self) -> NightlySchedule | None:

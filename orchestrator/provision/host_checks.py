@@ -67,47 +67,47 @@ def iommu_checks(host: Host, proc: str = PROC, sys: str = SYS) -> list[Check]:
                   "(adds intel_iommu=on/amd_iommu=on iommu=pt)")]
 
 
-# --- SR-IOV -----------------------------------------------------------------------------
-_SRIOV_SCRIPT = r"""
-for t in "$1"/class/net/*/device/sriov_totalvfs; do
-  [ -e "$t" ] || continue
-  d=${t%/sriov_totalvfs}; n=${d%/device}; n=${n##*/}
-  drv=$(basename "$(readlink -f "$d/driver")" 2>/dev/null)
-  echo "$n $(cat "$t") $(cat "$d/sriov_numvfs" 2>/dev/null || echo 0) ${drv:-none}"
-done
-"""
-
-
-def sriov_functions(host: Host, sys: str = SYS) -> list[tuple[str, int, int, str | None]]:
-    """(pf, total_vfs, num_vfs, driver) per SR-IOV capable NIC."""
+# --- SR-IOV ---------------------------------------------------------------------------
+def _target(host: Host, sys: str) -> "Host | Path":
     from ..hosts.local import LocalHost
 
-    if isinstance(host, LocalHost):
-        from ..net.sriov import list_physical_functions
-
-        return [(pf.name, pf.total_vfs, pf.num_vfs, pf.driver) for pf in list_physical_functions(Path(sys))]
-    res = host.run(["sh", "-c", _SRIOV_SCRIPT, "sh", sys], timeout=20, check=False)
-    out = []
-    for line in res.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
-            out.append((parts[0], int(parts[1]), int(parts[2]), None if parts[3] == "none" else parts[3]))
-    return out
+    return Path(sys) if isinstance(host, LocalHost) else host
 
 
-def sriov_checks(host: Host, sys: str = SYS) -> list[Check]:
-    pfs = sriov_functions(host, sys)
-    if not pfs:
+def sriov_checks(host: Host, sys: str = SYS, proc: str = PROC, modules: str = "/lib/modules") -> list[Check]:
+    """Per PF: VFs configured; then each reason SR-IOV cannot be used here that the IOMMU check
+    does not already give (VFs not isolated, vfio-pci missing), one fix each."""
+    from ..net.sriov import inspect_host, sriov_problems
+
+    snap = inspect_host(_target(host, sys), sys, proc, modules)
+    if not snap.pfs:
         return [Check("sr-iov", WARN, "no SR-IOV capable NIC (needed only for the sriov NIC kind)",
                       "use a NIC with SR-IOV (e.g. Intel E810/X710, Mellanox ConnectX) and enable SR-IOV in firmware")]
     out = []
-    for name, total, num, driver in pfs:
-        detail = f"{name} ({driver or 'no driver'}): {num}/{total} VFs configured"
-        if num == 0:
-            out.append(Check(f"sr-iov {name}", WARN, detail,
-                             f"set `sriov: {{{name}: N}}` for the host in the lab file and run `testbed provision`"))
+    for pf in snap.pfs:
+        detail = f"{pf.name} ({pf.driver or 'no driver'}): {pf.num_vfs}/{pf.total_vfs} VFs configured"
+        shared = [vf for vf in pf.vfs if snap.iommu_groups and vf.isolation_problem()]
+        if shared:
+            detail += f", {len(shared)} not alone in their IOMMU group"
+        if pf.num_vfs == 0:
+            out.append(Check(f"sr-iov {pf.name}", WARN, detail,
+                             f"set `sriov: {{{pf.name}: N}}` for the host in the lab file and run `testbed provision`"))
         else:
-            out.append(Check(f"sr-iov {name}", PASS, detail))
+            out.append(Check(f"sr-iov {pf.name}", PASS, detail))
+    problems = sriov_problems(snap)
+    for p in problems:
+        if p.key in ("isolation", "vfio-pci"):
+            out.append(Check(f"sr-iov {p.key}", WARN, p.what, p.fix))
+    if snap.vfio_pci != "missing":
+        how = {"loaded": "loaded", "builtin": "built into the kernel",
+               "module": "available as a module (libvirt loads it when a VF is assigned)"}[snap.vfio_pci]
+        out.append(Check("vfio-pci", PASS, how))
+    if problems:
+        out.append(Check("sr-iov usable", WARN, "no: " + "; ".join(p.what for p in problems),
+                         "see the fixes of the checks above"))
+    else:
+        vfs = sum(len(pf.vfs) for pf in snap.pfs)
+        out.append(Check("sr-iov usable", PASS, f"{vfs} VFs on {', '.join(pf.name for pf in snap.pfs if pf.vfs)}"))
     return out
 
 

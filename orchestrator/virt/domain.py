@@ -15,10 +15,23 @@ TESTBED_NS = "https://testbed.invalid/xmlns/domain/1"
 
 @dataclass
 class SriovNic:
-    """A hostdev VF given to the guest; pci_address like 0000:3b:02.1."""
+    """A VF given to the guest as `<interface type='hostdev'>`; pci_address like 0000:3b:02.1.
+    libvirt sets the MAC (and VLAN) on the VF through its PF and restores them at shutdown."""
 
     pci_address: str
     mac: str
+    vlan: int | None = None
+    managed: bool = True  # libvirt binds vfio-pci and back; False when testbed bound it (VfPool.lease(driver=...))
+
+
+@dataclass
+class NetworkNic:
+    """A NIC from a libvirt network. Over a hostdev network (hostdev_network_xml) libvirt picks
+    a free VF of the network's PF itself; that pool's state lives only inside libvirtd."""
+
+    network: str
+    mac: str
+    vlan: int | None = None
 
 
 @dataclass
@@ -45,7 +58,7 @@ class DomainSpec:
     emulator_pins: list[int] | None = None
     cpuset: list[int] | None = None  # every vCPU may run on these host CPUs (when not pinned one by one)
     hugepages: bool = False
-    nics: list[BridgeNic | SriovNic] = field(default_factory=list)
+    nics: list[BridgeNic | SriovNic | NetworkNic] = field(default_factory=list)
     emulator: str | None = None
     run_as_root: bool = True  # QEMU as root: testbed's files live in root-only directories
     metadata: dict[str, str] = field(default_factory=dict)
@@ -68,6 +81,32 @@ def pci_address_attrs(address: str) -> dict[str, str]:
     domain, bus, slot = dom_bus_slot.split(":")
     return {"type": "pci", "domain": f"0x{int(domain, 16):04x}", "bus": f"0x{int(bus, 16):02x}",
             "slot": f"0x{int(slot, 16):02x}", "function": f"0x{int(function, 16):x}"}
+
+
+def _vlan(iface: ET.Element, vlan: int | None) -> None:
+    if vlan:
+        if not 1 <= int(vlan) <= 4094:
+            raise ValueError(f"VLAN {vlan} is outside 1-4094")
+        _sub(_sub(iface, "vlan"), "tag", id=str(int(vlan)))
+
+
+def hostdev_network_element(name: str, pf: str | None = None, vfs: list[str] | None = None) -> ET.Element:
+    """libvirt's SR-IOV network: `<forward mode='hostdev' managed='yes'>` over a PF (libvirt
+    enumerates its VFs) or over an explicit list of VF PCI addresses."""
+    if bool(pf) == bool(vfs):
+        raise ValueError("a hostdev network takes a PF or a list of VFs, not both or neither")
+    net = ET.Element("network")
+    _sub(net, "name", name)
+    forward = _sub(net, "forward", mode="hostdev", managed="yes")
+    if pf:
+        _sub(forward, "pf", dev=pf)
+    for pci in vfs or []:
+        _sub(forward, "address", **pci_address_attrs(pci))
+    return net
+
+
+def hostdev_network_xml(name: str, pf: str | None = None, vfs: list[str] | None = None) -> str:
+    return to_xml(hostdev_network_element(name, pf, vfs))
 
 
 def domain_element(spec: DomainSpec) -> ET.Element:
@@ -124,10 +163,16 @@ def domain_element(spec: DomainSpec) -> ET.Element:
                 _sub(iface, "target", dev=nic.tap)
             _sub(iface, "model", type="virtio")
         elif isinstance(nic, SriovNic):
-            iface = _sub(devices, "interface", type="hostdev", managed="yes")
+            iface = _sub(devices, "interface", type="hostdev", managed="yes" if nic.managed else "no")
             _sub(iface, "mac", address=nic.mac)
             source = _sub(iface, "source")
             _sub(source, "address", **pci_address_attrs(nic.pci_address))
+            _vlan(iface, nic.vlan)
+        elif isinstance(nic, NetworkNic):
+            iface = _sub(devices, "interface", type="network")
+            _sub(iface, "mac", address=nic.mac)
+            _sub(iface, "source", network=nic.network)
+            _vlan(iface, nic.vlan)
         else:
             raise TypeError(f"unknown NIC {nic!r}")
     _sub(devices, "memballoon", model="none")
