@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.images.cache import ImageCache  # noqa: E402
 from orchestrator.images.linux import (GUEST_MODULES, _install_busybox, kernel_image, kernel_release,  # noqa: E402
-                                       module_closure, sriov_guest_modules, write_cpio)
+                                       module_closure, write_cpio)
+from orchestrator.net.sriov.guest import sriov_guest_modules  # noqa: E402
 
 INIT = """#!/bin/busybox sh
 export PATH=/usr/bin:/usr/sbin

@@ -279,18 +279,6 @@ def _template_digest() -> str:
     return sha256_file(guests_dir() / "init.sh.j2")
 
 
-def sriov_guest_modules(kernel: Image) -> tuple[str, ...]:
-    """GUEST_MODULES plus the VF drivers (net/sriov/guest.VF_DRIVERS) `kernel` has as modules.
-
-    Debian's cloud kernel (6.1.0-*-cloud-amd64) builds ixgbevf (Intel 82599/X540/X550 VFs) and
-    mlx5_core (ConnectX-4 and later) as modules but not iavf (Intel E810/X710 VFs; CONFIG_IAVF is
-    unset); Debian's full kernel, linux-image-amd64, has all three. Only sriov cells pass these to
-    guest_image(): virtio cells' initramfs and boot stay as they were."""
-    from ..net.sriov.guest import vf_modules_in
-
-    return GUEST_MODULES + vf_modules_in(kernel.file("modules") / kernel_release(kernel))
-
-
 def guest_image(name: str, recipe: ImageRecipe, cache: ImageCache,
                 modules: tuple[str, ...] = GUEST_MODULES) -> Image:
     """A Linux guest (kernel + initramfs) holding `recipe`'s files; `name` is the workload kind."""

@@ -13,9 +13,13 @@ import fnmatch
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import LaunchError, TestbedError
 from .discovery import MODULES, SYSFS, VirtualFunction, read, pci_exists
+
+if TYPE_CHECKING:
+    from ...images.cache import Image
 
 VF_DRIVERS = ("iavf", "ixgbevf", "mlx5_core")
 # Linux names of the VF drivers each unikernel has an equivalent of, and its NIC drivers (for the reason).
@@ -85,6 +89,18 @@ def vf_modules_in(modules_dir: Path) -> tuple[str, ...]:
 
     present = module_names(read(modules_dir / "modules.dep") or "")
     return tuple(m for m in VF_DRIVERS if m in present)
+
+
+def sriov_guest_modules(kernel: "Image") -> tuple[str, ...]:
+    """GUEST_MODULES plus the VF drivers (VF_DRIVERS) `kernel` has as modules.
+
+    Debian's cloud kernel (6.1.0-*-cloud-amd64) builds ixgbevf (Intel 82599/X540/X550 VFs) and
+    mlx5_core (ConnectX-4 and later) as modules but not iavf (Intel E810/X710 VFs; CONFIG_IAVF is
+    unset); Debian's full kernel, linux-image-amd64, has all three. Only sriov cells pass these to
+    guest_image(): virtio cells' initramfs and boot stay as they were."""
+    from ...images.linux import GUEST_MODULES, kernel_release
+
+    return GUEST_MODULES + vf_modules_in(kernel.file("modules") / kernel_release(kernel))
 
 
 # --- libvirt ---------------------------------------------------------------------------------
