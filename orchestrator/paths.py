@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import TestbedError
+
 
 def home() -> Path:
     return Path(os.environ.get("TESTBED_HOME", "/var/lib/testbed"))
@@ -30,3 +32,16 @@ def default_store() -> Path:
 def project_root() -> Path:
     """The source checkout (guests/, playbooks/, suites/ live here)."""
     return Path(__file__).resolve().parent.parent
+
+
+def inside_home(path: Path | str) -> Path:
+    """`path` resolved (symlinks and `..` followed), refused with a TestbedError unless it lies
+    strictly inside TESTBED_HOME. Call it before every rmtree/mkdir of a scratch directory and
+    use the path it returns, so no user-given name ever removes or writes outside testbed's home."""
+    root = home().resolve()
+    resolved = Path(path).resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        shown = f"{path} (resolves to {resolved})" if str(resolved) != str(path) else str(path)
+        raise TestbedError(f"refusing to touch {shown}: it is outside testbed's home {root}; names in suites "
+                           f"must be simple names (letters, digits, '.', '_', '-')")
+    return resolved

@@ -62,7 +62,9 @@ def tool_version(host: Host, argv: list[str]) -> str | None:
         return None
     try:
         res = host.run(argv, timeout=15, check=False)
-    except Exception:
+    except Exception as exc:
+        if getattr(exc, "ends_session", False):
+            raise
         return None
     text = (res.stdout + "\n" + res.stderr).strip()
     m = re.search(r"v?(\d+\.\d+(?:[.\-~+][\w.~+-]*)?)", text)
@@ -88,6 +90,8 @@ def run_checks(host: Host) -> list[Check]:
         try:
             results.extend(fn(host))
         except Exception as exc:  # a broken check is itself a finding, not a crash
+            if getattr(exc, "ends_session", False):
+                raise  # the host refused or dropped the connection: no later check can run (SshError)
             results.append(Check(fn.__name__, FAIL, f"check failed to run: {exc}"))
     return results
 

@@ -220,4 +220,6 @@ def lab_host(host: Host) -> Iterable[Check]:
         try:
             yield from fn(host)
         except Exception as exc:  # one broken check must not hide the others
+            if getattr(exc, "ends_session", False):
+                raise  # the SSH connection is gone: every other check would fail the same way
             yield Check(fn.__name__.removesuffix("_checks").replace("_", " "), FAIL, f"check failed to run: {exc}")
