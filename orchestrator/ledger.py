@@ -224,9 +224,9 @@ def remove_old_run_dirs(older_than: float, *, live_runs: set[str] = frozenset(),
     for d in sorted(root.iterdir()):
         if not RUN_DIR_NAME.match(d.name) or d.is_symlink() or not d.is_dir():
             continue  # not a directory testbed made: leave it
-        ledger_file = ledger_directory / f"{d.name}.jsonl"
-        if d.name in live_runs or (ledger_file.exists() and owner_alive(ledger_file)):
-            continue
+        owner = ledger_owner(d.name, ledger_directory)
+        if d.name in live_runs or (owner is not None and owner_gone(owner) is not True):
+            continue  # live, or its owner cannot be judged: keep
         try:
             age = now - _newest_mtime(d)
         except OSError:

@@ -34,14 +34,18 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def inside_home(path: Path | str) -> Path:
+def inside_home(path: Path | str, *, under: Path | str | None = None) -> Path:
     """`path` resolved (symlinks and `..` followed), refused with a TestbedError unless it lies
-    strictly inside TESTBED_HOME. Call it before every rmtree/mkdir of a scratch directory and
-    use the path it returns, so no user-given name ever removes or writes outside testbed's home."""
+    strictly inside TESTBED_HOME (or inside `under`, itself inside TESTBED_HOME, e.g. a run's
+    directory). Call it before every rmtree/mkdir of a scratch directory and use the path it
+    returns, so no user-given name ever removes or writes outside testbed's home."""
     root = home().resolve()
+    if under is not None:
+        root = inside_home(under)
     resolved = Path(path).resolve()
     if resolved == root or not resolved.is_relative_to(root):
         shown = f"{path} (resolves to {resolved})" if str(resolved) != str(path) else str(path)
-        raise TestbedError(f"refusing to touch {shown}: it is outside testbed's home {root}; names in suites "
-                           f"must be simple names (letters, digits, '.', '_', '-')")
+        where = f"testbed's home {root}" if under is None else f"{root}"
+        raise TestbedError(f"refusing to touch {shown}: it is outside {where}; names in suites must be simple "
+                           f"names (letters, digits, '.', '_', '-')")
     return resolved
