@@ -11,7 +11,9 @@ StoreError with one line. A run records its owner (host, boot, pid and start tim
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,23 +86,66 @@ class StoreError(TestbedError):
     """The result store cannot be opened, read or written; str() is one line naming the file."""
 
 
+RESERVE_BYTES = 1 << 20  # room kept for recording a run's end when its file system fills up
+
+
+class SpaceReserve:
+    """Disk blocks held by an unnamed file beside the store while a run is open, given back so
+    that end_run can still record the run's status when the file system fills up. Unnamed (the
+    kernel frees it when the process dies), so a killed run leaves nothing behind."""
+
+    def __init__(self, directory: Path, size: int = RESERVE_BYTES):
+        self.fd: int | None = None
+        try:
+            try:
+                fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+            except (AttributeError, OSError):  # no O_TMPFILE on this file system: create, then unlink
+                fd, name = tempfile.mkstemp(dir=directory, prefix=".testbed-reserve-")
+                os.unlink(name)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError:
+                os.close(fd)
+                return
+            self.fd = fd
+        except OSError:  # best effort: no reserve when there is no room for one
+            self.fd = None
+
+    def release(self) -> bool:
+        """Give the blocks back; True when there were any."""
+        if self.fd is None:
+            return False
+        os.close(self.fd)
+        self.fd = None
+        return True
+
+
 class Store:
     def __init__(self, path: Path, *, create: bool = True):
         """Open the store at `path`, creating it unless create=False (then a missing file is a
         StoreError: reading results must not leave an empty store behind a typo)."""
         self.path = Path(path)
         self._reconciled: dict[str, str] = {}  # run_id -> reason, for runs found killed but not writable
+        self._reserve: SpaceReserve | None = None
         if not create and not self.path.is_file():
             raise StoreError(f"no result store at {self.path}"
                              f"{' (it is a directory)' if self.path.is_dir() else ''}; check --store, or see "
                              f"`testbed results --list` for the default store")
+        existed = self.path.exists()
         with self._guard("open"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        with self._guard("open"):
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+        try:
+            with self._guard("open"):
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+        except StoreError:
+            self.db.close()
+            if not existed:  # e.g. a full disk: leave no empty store behind
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            raise
         self.has_owner = self._migrate_owner()
 
     @contextmanager
@@ -136,6 +181,8 @@ class Store:
         return True
 
     def close(self) -> None:
+        if self._reserve is not None:
+            self._reserve.release()
         self.db.close()
 
     # --- writing ---------------------------------------------------------------------
@@ -150,11 +197,26 @@ class Store:
             values.append(json.dumps(owner or ledger.owner_record()))
         with self._guard(f"recording the start of run {run_id}"):
             self.db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", values)
+        if self._reserve is None:
+            self._reserve = SpaceReserve(self.path.parent)
 
     def end_run(self, run_id: str, status: str, reason: str | None = None) -> None:
-        with self._guard(f"recording run {run_id} as {status}"):
-            self.db.execute("UPDATE runs SET finished=?, status=?, reason=? WHERE run_id=?",
-                            (time.time(), status, reason, run_id))
+        """Record how a run ended. On a full file system the space reserved at begin_run is given
+        back first, so a run whose samples no longer fit still gets its status."""
+        def update() -> None:
+            with self._guard(f"recording run {run_id} as {status}"):
+                self.db.execute("UPDATE runs SET finished=?, status=?, reason=? WHERE run_id=?",
+                                (time.time(), status, reason, run_id))
+        try:
+            update()
+        except StoreError:
+            if self._reserve is None or not self._reserve.release():
+                raise
+            update()
+        finally:
+            if self._reserve is not None:
+                self._reserve.release()
+                self._reserve = None
 
     def reconcile_killed(self) -> list[str]:
         """Mark `killed` every `running` run whose owner process is gone (SIGKILL, OOM, power loss).

@@ -205,3 +205,22 @@ def test_begin_run_default_owner_is_this_process(tmp_path):
     assert owner["start"] == ledger.process_start_time(owner["pid"])
     store.end_run("r1", "ok")
     assert store.run_info("r1")["status"] == "ok"
+
+
+def test_end_run_uses_the_space_reserved_at_begin_run(tmp_path):
+    store = Store(tmp_path / "r.sqlite")
+    begin(store)
+    assert store._reserve is not None and store._reserve.fd is not None
+
+    class FullUntilReserveFreed(FullDisk):
+        def execute(self, sql: str, *args):
+            if store._reserve is not None and store._reserve.fd is not None:
+                return super().execute(sql, *args)
+            return self.db.execute(sql, *args)
+
+    store.db = FullUntilReserveFreed(store.db)
+    with pytest.raises(StoreError):
+        sample(store)
+    store.end_run("r1", "failed", "the disk filled up")
+    assert store.run_info("r1")["status"] == "failed"
+    assert store._reserve is None
