@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,19 +85,21 @@ def sha256_file(path: Path, h=None) -> str:
     return h.hexdigest()
 
 
-def _tree_entries(root: Path, exclude: frozenset[str] = frozenset()) -> Iterator[tuple[str, Path, os.stat_result]]:
+def _tree_entries(root: Path, exclude: frozenset[str] = frozenset()) -> Iterator[tuple[str, str, os.stat_result]]:
     """(relative path, path, lstat) of every file and symlink under root, in sorted order;
-    `exclude` names top-level entries to skip."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    `exclude` names top-level entries to skip. Plain strings, not Paths: this runs per lookup."""
+    top_dir = os.fspath(root)
+    cut = len(os.path.join(top_dir, ""))
+    for dirpath, dirnames, filenames in os.walk(top_dir):
         dirnames.sort()
-        top = dirpath == str(root)
+        top = dirpath == top_dir
         if top and exclude:
             dirnames[:] = [d for d in dirnames if d not in exclude]
         for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             if top and name in exclude:
                 continue
-            p = Path(dirpath, name)
-            yield p.relative_to(root).as_posix(), p, p.lstat()
+            full = os.path.join(dirpath, name)
+            yield full[cut:], full, os.lstat(full)
 
 
 def tree_digest(root: Path, exclude: frozenset[str] = frozenset()) -> str:
@@ -104,9 +107,9 @@ def tree_digest(root: Path, exclude: frozenset[str] = frozenset()) -> str:
     h = hashlib.sha256()
     for rel, p, st in _tree_entries(root, exclude):
         h.update(f"{rel}\0{st.st_mode:o}\0".encode())
-        if p.is_symlink():
+        if stat.S_ISLNK(st.st_mode):
             h.update(os.readlink(p).encode())
-        elif p.is_file():
+        elif stat.S_ISREG(st.st_mode):
             with open(p, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
