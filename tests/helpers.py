@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,13 @@ def multiboot_elf(path: Path, extra: bytes = b"") -> Path:
     mb = magic.to_bytes(4, "little") + flags.to_bytes(4, "little") + ((-(magic + flags)) & 0xFFFFFFFF).to_bytes(4, "little")
     path.write_bytes(header + mb + bytes(180) + extra)
     return path
+
+
+def store_runs(store: Path) -> list[tuple]:
+    """(run_id, status, reason, samples) of every run in a result store, oldest first, read with plain sqlite3."""
+    db = sqlite3.connect(store)
+    try:
+        return db.execute("SELECT run_id, status, reason, (SELECT COUNT(*) FROM samples s WHERE s.run_id=r.run_id)"
+                          " FROM runs r ORDER BY started").fetchall()
+    finally:
+        db.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TESTBED, leftovers, run_cli
+from helpers import ROOT, TESTBED, leftovers, run_cli, store_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -35,13 +35,7 @@ def write_suite(tmp_path: Path, reps: int) -> Path:
     return p
 
 
-def runs(store: Path) -> list[tuple]:
-    db = sqlite3.connect(store)
-    try:
-        return db.execute("SELECT run_id, status, reason, (SELECT COUNT(*) FROM samples s WHERE s.run_id=r.run_id)"
-                          " FROM runs r ORDER BY started").fetchall()
-    finally:
-        db.close()
+runs = store_runs
 
 
 def start_run(tmp_path: Path, store: Path, reps: int = 500, min_samples: int = 3):
