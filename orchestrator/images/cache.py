@@ -223,6 +223,17 @@ class ImageCache:
         with self._lock(image.path.name):
             verify_entry(image.path, image.digest)
 
+    def remove(self, entry: Path) -> None:
+        """Delete one cache entry (under its lock) and testbed's bookkeeping beside it. An entry
+        that resolves outside the cache (a symlink) is refused, not followed."""
+        resolved = entry.resolve()
+        if resolved.parent != self.root.resolve():
+            raise TestbedError(f"{entry} resolves to {resolved}, outside the image cache {self.root}; remove it by hand")
+        with self._lock(entry.name):
+            shutil.rmtree(resolved)
+        (self.root / ".imports" / entry.name).unlink(missing_ok=True)
+        (self.root / f".{entry.name}.lock").unlink(missing_ok=True)
+
     def entries(self) -> list[dict]:
         out = []
         for meta_file in sorted(self.root.glob(f"*/{META_FILE}")):

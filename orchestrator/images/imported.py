@@ -411,15 +411,8 @@ def remove_images(ref: str, *, kind: str | None = None, cache: ImageCache | None
     if kind is None and len(kinds) > 1:
         raise ConfigError(f"images remove: {ref!r} names imported images of kinds {', '.join(sorted(kinds))}; "
                           f"add --kind {'|'.join(sorted(kinds))}")
-    root = cache.root.resolve()
     done = []
     for entry, _, label in matches:
-        resolved = entry.resolve()
-        if resolved.parent != root:  # a symlinked entry pointing elsewhere is not ours to delete
-            raise ConfigError(f"images remove: {entry} resolves to {resolved}, outside the cache; remove it by hand")
-        with cache._lock(entry.name):
-            shutil.rmtree(resolved)
-        (cache.root / ".imports" / entry.name).unlink(missing_ok=True)
-        (cache.root / f".{entry.name}.lock").unlink(missing_ok=True)
+        cache.remove(entry)
         done.append(f"removed {label} ({entry})")
     return done

@@ -129,8 +129,8 @@ class Store:
         self._reserve: SpaceReserve | None = None
         if not create and not self.path.is_file():
             raise StoreError(f"no result store at {self.path}"
-                             f"{' (it is a directory)' if self.path.is_dir() else ''}; check --store, or see "
-                             f"`testbed results --list` for the default store")
+                             f"{' (it is a directory)' if self.path.is_dir() else ''}; check --store (a store is "
+                             f"made by the first `testbed run` that writes to it)")
         existed = self.path.exists()
         with self._guard("open"):
             self.path.parent.mkdir(parents=True, exist_ok=True)

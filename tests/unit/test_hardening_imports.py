@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import TestbedError as Refused
 from orchestrator.images.cache import ImageCache
 from orchestrator.images.imported import (
     ImageMissingError,
@@ -183,6 +183,6 @@ def test_remove_refuses_an_entry_that_points_out_of_the_cache(tmp_path, cache):
     outside.mkdir()
     (outside / "image.json").write_text('{"digest": "ab' + "0" * 62 + '", "recipe": {}}')
     (cache.root / "rootfs-x-0123456789abcdef").symlink_to(outside)
-    with pytest.raises(ConfigError, match="outside the cache"):
+    with pytest.raises(Refused, match="outside the image cache"):
         remove_images("rootfs-x-0123456789abcdef", cache=cache)
     assert (outside / "image.json").exists()
