@@ -68,10 +68,10 @@ def cli(verbose: bool) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-def _store(path: str | None):
+def _store(path: str | None, *, create: bool = True):
     from .results.store import Store
 
-    return Store(Path(path) if path else paths.default_store())
+    return Store(Path(path) if path else paths.default_store(), create=create)
 
 
 @cli.command()
@@ -169,7 +169,8 @@ def results(run_id: str | None, store_path: str | None, fmt_name: str, list_runs
     """Show a run's results (default: the latest): median, p95, n, 95% CI and CV per platform and metric."""
     from .results.report import comparison_notes, export, fmt, summary_rows
 
-    store = _store(store_path)
+    store = _store(store_path, create=False)
+    store.reconcile_killed()  # a SIGKILLed run is `killed`, not `running` forever
     if list_runs:
         t = Table(title=f"runs in {store.path}")
         for col in ("run", "suite", "status", "samples", "testbed rev", "reason"):
@@ -200,6 +201,12 @@ def results(run_id: str | None, store_path: str | None, fmt_name: str, list_runs
     print_notes(comparison_notes(store, run_id))
     if info["status"] != "ok" and info["reason"]:
         console.print(f"[yellow]run status {info['status']}:[/yellow] {info['reason']}")
+    if info["status"] in ("killed", "interrupted"):
+        console.print(f"[yellow]run {run_id} is incomplete ({info['status']}): these are the samples committed "
+                      f"before it stopped[/yellow]", highlight=False)
+    elif info["status"] == "running":
+        console.print(f"[yellow]run {run_id} is still running: these are the samples committed so far[/yellow]",
+                      highlight=False)
 
 
 @cli.command()
@@ -219,6 +226,9 @@ def doctor(host: str | None, lab_file: Path | None, fmt_name: str, trust_new_hos
         if lab_file is None:
             raise TestbedError(f"doctor {host}: pass --lab FILE naming the lab hosts file")
         target = SshHost.from_lab(load_lab(lab_file).host(host), trust_new=trust_new_host_key)
+        # One connection attempt up front: a refused host key (or an unreachable host) is one line and
+        # exit code, not the same refusal retried by every check and printed as a table.
+        target.connect()
     else:
         target = LocalHost()
     checks = run_checks(target)
@@ -254,13 +264,35 @@ def provision(hosts: tuple[str, ...], lab_file: Path | None, tags: str | None, t
 
 @cli.command()
 @click.option("--all", "include_live", is_flag=True, help="Also reclaim resources of runs that still look alive.")
-def gc(include_live: bool) -> None:
-    """Reclaim what killed runs left behind (namespaces, links, containers, processes, domains)."""
+@click.option("--runs-older-than", "runs_older_than", metavar="DURATION",
+              help="Also remove per-run scratch directories ($TESTBED_HOME/runs/ID) untouched for DURATION "
+                   "(e.g. 7d, 12h, 30m) whose run is not live.")
+@click.option("--store", "store_path", help="Result store whose killed runs are marked (default: $TESTBED_HOME/results.sqlite).")
+def gc(include_live: bool, runs_older_than: str | None, store_path: str | None) -> None:
+    """Reclaim what killed runs left behind (namespaces, links, containers, processes, domains) and
+    mark runs whose process is gone `killed` in the result store."""
     from . import ledger
 
-    done = ledger.collect_garbage(include_live_runs=include_live)
+    older_than = None
+    if runs_older_than is not None:
+        try:
+            older_than = ledger.parse_duration(runs_older_than)
+        except ValueError as exc:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--runs-older-than: {exc}") from None
+    done: list[str] = []
+    store = None
+    if store_path or paths.default_store().is_file():
+        store = _store(store_path, create=False)
+        # Before collect_garbage: it deletes the ledgers that tell the owner of runs from older stores.
+        done += [f"run {r}: marked killed (its process is gone)" for r in store.reconcile_killed()]
+    done += ledger.collect_garbage(include_live_runs=include_live)
+    if older_than is not None:
+        live = {r["run_id"] for r in store.runs() if r["status"] == "running"} if store else set()
+        done += ledger.remove_old_run_dirs(older_than, live_runs=live)
     for line in done:
-        console.print(line)
+        console.print(line, highlight=False, markup=False)
     if not done:
         console.print("nothing to reclaim")
 
@@ -347,9 +379,26 @@ def images_import(kind: str, paths: tuple[Path, ...], name: str | None, blks: tu
         raise TestbedError(f"images import: kind {kind!r} is not one of {', '.join(kinds)} (the platforms that boot "
                            f"imported images)")
 
-    image = import_image(kind, list(paths), name=name, blk=[BlkSource.parse(b) for b in blks])
+    def warn(line: str) -> None:
+        sys.stderr.write(f"testbed: warning: {line}\n")
+
+    image = import_image(kind, list(paths), name=name, blk=[BlkSource.parse(b) for b in blks], warn=warn)
     state = "already imported" if image.cache_hit else "imported"
     click.echo(f"{state} {kind} image {image.name} sha256:{image.digest} -> {image.path}")  # one line, unwrapped
+    found = ", ".join(f"{b} {v}" for b, v in sorted(image.app_versions.items())) or "none found"
+    click.echo(f"  application version in the image: {found}")
+
+
+@images.command("remove")
+@click.argument("ref", metavar="NAME|DIGEST")
+@click.option("--kind", type=click.Choice(["osv", "rumprun"]), help="Only imports of this kind.")
+def images_remove(ref: str, kind: str | None) -> None:
+    """Remove images from the cache: every import named NAME, or the entry with this digest
+    (at least 8 hex digits) or cache key (`testbed images list`). Built images are rebuilt when next needed."""
+    from .images.imported import remove_images
+
+    for line in remove_images(ref, kind=kind):
+        click.echo(line)
 
 
 @images.command("webroot")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def sha256_json(obj: Any) -> str:
@@ -21,20 +22,32 @@ def sha256_file(path: Path | str, h: Any = None) -> str:
     return str(h.hexdigest())
 
 
-def tree_digest(root: Path) -> str:
+def tree_entries(root: Path, exclude: frozenset[str] = frozenset()) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, path, lstat) of every file and symlink under root, in sorted order;
+    `exclude` names top-level entries to skip. Plain strings, not Paths: this runs per lookup."""
+    top_dir = os.fspath(root)
+    cut = len(os.path.join(top_dir, ""))
+    for dirpath, dirnames, filenames in os.walk(top_dir):
+        dirnames.sort()
+        top = dirpath == top_dir
+        if top and exclude:
+            dirnames[:] = [d for d in dirnames if d not in exclude]
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            if top and name in exclude:
+                continue
+            full = os.path.join(dirpath, name)
+            yield full[cut:], full, os.lstat(full)
+
+
+def tree_digest(root: Path, exclude: frozenset[str] = frozenset()) -> str:
     """sha256 over (relative path, mode, content or link target) of every entry, in sorted order."""
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
-            p = Path(dirpath, name)
-            rel = p.relative_to(root).as_posix()
-            st = p.lstat()
-            h.update(f"{rel}\0{st.st_mode:o}\0".encode())
-            if p.is_symlink():
-                h.update(os.readlink(p).encode())
-            elif p.is_file():
-                with open(p, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
+    for rel, p, st in tree_entries(root, exclude):
+        h.update(f"{rel}\0{st.st_mode:o}\0".encode())
+        if stat.S_ISLNK(st.st_mode):
+            h.update(os.readlink(p).encode())
+        elif stat.S_ISREG(st.st_mode):
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
     return h.hexdigest()

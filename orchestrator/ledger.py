@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
+import socket
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -50,6 +53,45 @@ def process_start_time(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def boot_id() -> str | None:
+    """This boot's random id: a pid recorded before a reboot (power loss) names no process after it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def owner_record(pid: int | None = None) -> dict:
+    """Who runs something: host, boot, pid and the pid's start time (so a recycled pid is not the owner)."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid, "start": process_start_time(pid)}
+
+
+def owner_gone(owner: dict) -> bool | None:
+    """True when the process `owner` (owner_record) names no longer exists, False while it runs,
+    None when this machine cannot tell (recorded on another host, or without a start time)."""
+    if owner.get("host") not in (None, socket.gethostname()):
+        return None
+    recorded_boot = owner.get("boot_id")
+    if recorded_boot and boot_id() and recorded_boot != boot_id():
+        return True  # the machine rebooted since: nothing of that boot still runs
+    pid, start = owner.get("pid"), owner.get("start")
+    if not isinstance(pid, int) or start is None:
+        return None
+    return process_start_time(pid) != start
+
+
+def ledger_owner(run_id: str, directory: Path | None = None) -> dict | None:
+    """The owner a run's ledger recorded when it opened (pid + start time), if the ledger is still there."""
+    path = (directory or paths.ledger_dir()) / f"{run_id}.jsonl"
+    if not path.is_file():
+        return None
+    for e in read_entries(path):
+        if e.get("op") == "open":
+            return {"pid": e.get("pid"), "start": e.get("start")}
+    return None
 
 
 class Ledger:
@@ -160,4 +202,58 @@ def collect_garbage(directory: Path | None = None, *, include_live_runs: bool = 
                 fh.write(json.dumps({"op": "release", "kind": kind, "name": name, "t": time.time()}) + "\n")
         if not live_resources(path):
             path.unlink(missing_ok=True)
+    return done
+
+
+RUN_DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'7d', '12h', '30m', '90s', '2w' -> seconds; ValueError with the accepted forms otherwise."""
+    m = DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration; use a number and a unit, e.g. 7d, 12h, 30m (s m h d w)")
+    return float(m.group(1)) * DURATION_UNITS[m.group(2)]
+
+
+def _newest_mtime(directory: Path) -> float:
+    """The directory's own mtime and its direct children's: what a run last wrote there."""
+    newest = directory.lstat().st_mtime
+    with os.scandir(directory) as it:
+        for e in it:
+            try:
+                newest = max(newest, e.stat(follow_symlinks=False).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
+def remove_old_run_dirs(older_than: float, *, live_runs: set[str] = frozenset(), now: float | None = None,
+                        runs_dir: Path | None = None, ledger_directory: Path | None = None) -> list[str]:
+    """Remove TESTBED_HOME/runs/<id> directories untouched for `older_than` seconds whose run is
+    not live (its ledger's owner still runs, or it is in `live_runs`). One line per directory removed."""
+    root = runs_dir or paths.runs_dir()
+    if not root.is_dir():
+        return []
+    now = time.time() if now is None else now
+    ledger_directory = ledger_directory or paths.ledger_dir()
+    done = []
+    for d in sorted(root.iterdir()):
+        if not RUN_DIR_NAME.match(d.name) or d.is_symlink() or not d.is_dir():
+            continue  # not a directory testbed made: leave it
+        owner = ledger_owner(d.name, ledger_directory)
+        if d.name in live_runs or (owner is not None and owner_gone(owner) is not True):
+            continue  # live, or its owner cannot be judged: keep
+        try:
+            age = now - _newest_mtime(d)
+        except OSError:
+            continue
+        if age < older_than:
+            continue
+        target = paths.inside_home(d)  # a run directory symlinked or moved out of home is never removed
+        size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, files in os.walk(target) for f in files)
+        shutil.rmtree(target)
+        done.append(f"removed run directory {target} ({size / 1e6:.1f} MB, untouched for {age / 86400:.1f} days)")
     return done

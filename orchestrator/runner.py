@@ -143,9 +143,13 @@ class Runner:
     def _begin(self) -> None:
         plan = self.plan
         if self.resume:
+            self.store.reconcile_killed()
             info = self.store.run_info(self.resume)
             if info is None:
                 raise ConfigError(f"--resume {self.resume}: no such run in {self.store.path}; see `testbed results --list`")
+            if info["status"] == RunStatus.RUNNING:
+                raise ResourceBusyError(f"--resume {self.resume}: that run is still running (its process is alive); "
+                                        f"stop it first")
             if info["suite_hash"] != plan.digest:
                 raise ConfigError(f"--resume {self.resume}: {plan.path} changed since that run (suite hash "
                                   f"{info['suite_hash'][:12]} -> {plan.digest[:12]}); start a new run")
@@ -153,8 +157,8 @@ class Runner:
             if changed:
                 raise ConfigError(f"--resume {self.resume}: the host's configuration changed since that run "
                                   f"({'; '.join(changed)}); start a new run")
-            self.done = self.store.committed(self.resume)
-            self.store.note_resumed(self.resume, {"resumed_at_samples": len(self.done)})
+            self.done = self.store.committed_repetitions(self.resume)
+            self.store.note_resumed(self.resume, {"skipped_repetitions": len(self.done)})
         else:
             self.store.begin_run(self.run_id, plan.name, str(plan.path), plan.digest,
                                  self.facts.controller["testbed_rev"], self.facts.as_run_provenance())

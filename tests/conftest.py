@@ -17,3 +17,12 @@ def testbed_home(tmp_path_factory):
     yield home
 
 
+
+
+@pytest.fixture
+def private_home(tmp_path, monkeypatch):
+    """A TESTBED_HOME of the test's own, with runs/ made, for tests of what lives under it."""
+    h = tmp_path / "home"
+    (h / "runs").mkdir(parents=True)
+    monkeypatch.setenv("TESTBED_HOME", str(h))
+    return h

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,41 @@ def leftovers(run_id: str) -> list[str]:
 def write_suite(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def osv_usr_img(path: Path, size: str = "1M", fmt: str = "qcow2") -> Path:
+    """A disk with the shape OSv's scripts/build gives usr.img (boot signature 0x55AA, one partition
+    entry), so `testbed images import osv` accepts it; the rest is zeros."""
+    raw = path.with_name(path.name + ".raw")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), size], check=True, timeout=30)
+    with open(raw, "r+b") as fh:
+        fh.seek(0x1CE)  # partition 2, as imgedit.py setpartition writes it
+        fh.write(bytes([0, 0, 0, 0, 0x83, 0, 0, 0]) + (1).to_bytes(4, "little") + (16).to_bytes(4, "little"))
+        fh.seek(0x1FE)
+        fh.write(b"\x55\xaa")
+    if fmt == "raw":
+        raw.rename(path)
+    else:
+        subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt, str(raw), str(path)], check=True,
+                       timeout=30)
+        raw.unlink()
+    return path
+
+
+def multiboot_elf(path: Path, extra: bytes = b"") -> Path:
+    """An ELF64 executable header followed by a multiboot 1 header: what rumprun-bake's output starts with."""
+    magic, flags = 0x1BADB002, 0x00010003
+    header = b"\x7fELF\x02\x01\x01" + bytes(9) + (2).to_bytes(2, "little") + bytes(46)  # e_type ET_EXEC
+    mb = magic.to_bytes(4, "little") + flags.to_bytes(4, "little") + ((-(magic + flags)) & 0xFFFFFFFF).to_bytes(4, "little")
+    path.write_bytes(header + mb + bytes(180) + extra)
+    return path
+
+
+def store_runs(store: Path) -> list[tuple]:
+    """(run_id, status, reason, samples) of every run in a result store, oldest first, read with plain sqlite3."""
+    db = sqlite3.connect(store)
+    try:
+        return db.execute("SELECT run_id, status, reason, (SELECT COUNT(*) FROM samples s WHERE s.run_id=r.run_id)"
+                          " FROM runs r ORDER BY started").fetchall()
+    finally:
+        db.close()

@@ -1,4 +1,9 @@
-"""YAML loading that remembers where every value came from, for one-line `file:line: field: problem` errors."""
+"""YAML loading that remembers where every value came from, for one-line `file:line: field: problem` errors.
+
+It is also the boundary against hostile or mistaken files: a size cap, a bound on what YAML
+aliases may add (a "billion laughs" file is refused before it is expanded), no recursive
+aliases, a nesting limit, and at most MAX_ERRORS error lines however many fields are wrong.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from ..errors import ConfigError
 
 Loc = tuple  # path of keys / indexes from the document root
 
+MAX_FILE_BYTES = 256 << 10  # the largest shipped suite is a few KiB; PyYAML reads ~100 KiB/s here
+MAX_ALIAS_VALUES = 10_000  # values all aliases together may add when expanded
+MAX_DEPTH = 64  # nesting of mappings and lists; PyYAML's composer recurses per level
+MAX_ERRORS = 10  # error lines shown; the rest are counted
+
 
 class LineMap(dict):
     """(key, key, index, ...) -> 1-based line number in the source file."""
@@ -23,6 +33,75 @@ class LineMap(dict):
                 return self[loc]
             loc = loc[:-1]
         return self.get((), None)
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses recursive aliases, alias expansion beyond
+    MAX_ALIAS_VALUES values and nesting beyond MAX_DEPTH, each with one `file:line:` error."""
+
+    def __init__(self, stream: str, source: str):
+        super().__init__(stream)
+        self.source = source
+        self._open_anchors: list[str | None] = []  # anchors of the nodes being composed, outermost first
+        self._sizes: dict[int, int] = {}  # id(node) -> values it stands for once expanded
+        self._alias_values = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is None:  # PyYAML's own "undefined alias" error
+                return super().compose_node(parent, index)
+            if event.anchor in self._open_anchors:
+                raise ConfigError(f"{self.source}:{line}: YAML alias *{event.anchor} is used inside the block "
+                                  f"&{event.anchor} names (a recursive alias); refer only to a block defined "
+                                  f"before and outside it")
+            self._alias_values += self._sizes.get(id(target), 1)
+            if self._alias_values > MAX_ALIAS_VALUES:
+                raise ConfigError(f"{self.source}:{line}: YAML aliases expand to more than {MAX_ALIAS_VALUES} "
+                                  f"values (at *{event.anchor}); write the repeated settings out or alias less")
+            return super().compose_node(parent, index)
+        if len(self._open_anchors) >= MAX_DEPTH:
+            raise ConfigError(f"{self.source}:{line}: nested more than {MAX_DEPTH} levels deep; a suite needs a few")
+        self._open_anchors.append(getattr(event, "anchor", None))
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._open_anchors.pop()
+        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        return node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _read_bounded(path: Path, source: str) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(f"{source}: {size} bytes; a suite or lab file is at most {MAX_FILE_BYTES >> 10} KiB "
+                              f"(is this the right file?)")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # stat says 0 for /dev/zero and pipes
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory; give the YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{source}: more than {MAX_FILE_BYTES >> 10} KiB; a suite or lab file is at most that")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{source}:{line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
 
 
 def _build(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: LineMap, source: str) -> Any:
@@ -47,13 +126,8 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: LineMap, s
 
 def load_yaml(path: Path) -> tuple[Any, LineMap]:
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file; check the path") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
-    loader = yaml.SafeLoader(text)
+    text = _read_bounded(Path(path), source)
+    loader = BoundedLoader(text, source)
     lines = LineMap()
     try:
         node = loader.get_single_node()
@@ -66,6 +140,8 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
         raise ConfigError(f"{source}:{line}: YAML syntax error: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: YAML error: {exc}") from None
+    except RecursionError:  # MAX_DEPTH keeps the composer below the limit; this is the last line of defence
+        raise ConfigError(f"{source}: nested too deeply to read; a suite needs a few levels") from None
     finally:
         loader.dispose()
     return data, lines
@@ -116,6 +192,13 @@ def _fields_at(model: type, loc: tuple) -> list[str] | None:
     return sorted(model.model_fields)
 
 
+def capped(errors: list[str], limit: int = MAX_ERRORS) -> list[str]:
+    """The first `limit` errors and a count of the rest: a file of 300,000 wrong keys is not 300,000 lines."""
+    if len(errors) <= limit:
+        return errors
+    return errors[:limit] + [f"... and {len(errors) - limit} more errors like these; fix the ones above first"]
+
+
 def raise_if(errors: list[str]) -> None:
     if errors:
-        raise ConfigError("\n".join(errors))
+        raise ConfigError("\n".join(capped(errors)))

@@ -47,6 +47,10 @@ ABORT_POLL = 0.25  # seconds between abort checks while a watched command runs
 class SshError(TestbedError):
     """Connecting to or authenticating with a lab host failed."""
 
+    # Every further command would fail the same way (after its own connect timeout): callers that
+    # run many commands (doctor's checks) stop at the first one.
+    ends_session = True
+
 
 class HostKeyError(SshError):
     """The lab host's SSH host key is unknown or does not match known_hosts."""

@@ -19,10 +19,6 @@ from ..tools import BASE_TOOLS, ToolSet, tool_version
 from ..workloads.base import Workload
 
 
-class HostUnreachable(TestbedError):
-    """The host cannot be checked at all (SSH refused, host key mismatch)."""
-
-
 def declared_tools() -> ToolSet:
     """Every tool testbed's registered platforms, workloads and benchmarks declare, once each."""
     tools = ToolSet()
@@ -50,15 +46,9 @@ class ToolsCheck(DoctorCheck, kind="tools"):
                 yield Check(f"tool {tool.name}", PASS, version)
 
 
-def _unreachable(exc: BaseException) -> bool:
-    from ..hosts.ssh import SshError
-
-    return isinstance(exc, SshError)
-
-
 def run_checks(host: Host) -> list[Check]:
     """Every registered check against `host`; a check that breaks is itself a finding, a host that
-    cannot be reached raises HostUnreachable (one line) at once."""
+    cannot be reached (an SshError: refused key, no route) raises its one line at once."""
     classes = sorted((cls for _, cls in DoctorCheck.registry.items()), key=lambda c: (c.order, c.kind))
     results: list[Check] = []
     for cls in classes:
@@ -67,13 +57,12 @@ def run_checks(host: Host) -> list[Check]:
         try:
             results.extend(cls().run(host))
         except TestbedError as exc:
-            if _unreachable(exc):
-                raise HostUnreachable(str(exc)) from None
+            if getattr(exc, "ends_session", False):  # SSH refused or dropped: no later check can run
+                raise
             results.append(Check(cls.kind, FAIL, f"check failed to run: {exc}"))
         except OSError as exc:
             results.append(Check(cls.kind, FAIL, f"check failed to run: {exc}"))
     return results
 
 
-__all__ = ["Check", "DoctorCheck", "run_checks", "PASS", "WARN", "FAIL", "tool_version", "declared_tools",
-           "HostUnreachable"]
+__all__ = ["Check", "DoctorCheck", "run_checks", "PASS", "WARN", "FAIL", "tool_version", "declared_tools"]

@@ -213,8 +213,6 @@ class LabHostCheck(DoctorCheck, kind="lab-host"):
             except (OSError, ValueError) as exc:  # one broken check must not hide the others
                 yield Check(fn.__name__.removesuffix("_checks").replace("_", " "), FAIL, f"check failed to run: {exc}")
             except TestbedError as exc:
-                from ..hosts.ssh import SshError
-
-                if isinstance(exc, SshError):
-                    raise
+                if getattr(exc, "ends_session", False):
+                    raise  # the SSH connection is gone: every other check would fail the same way
                 yield Check(fn.__name__.removesuffix("_checks").replace("_", " "), FAIL, f"check failed to run: {exc}")

@@ -2,16 +2,26 @@
 
 Each sample carries its full provenance (host facts, tool versions, image digest, accelerator,
 NIC, placement, suite hash, testbed revision) as JSON, so an exported row stands on its own.
+
+Every SQLite failure (a full disk, a file that is not a database, a read-only store) becomes a
+StoreError with one line. A run records its owner (host, boot, pid and start time); a run still
+`running` whose owner is gone was killed, and reconcile_killed() says so in the store.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from .. import ledger
+from ..errors import TestbedError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -21,10 +31,11 @@ CREATE TABLE IF NOT EXISTS runs (
     suite_hash  TEXT NOT NULL,
     started     REAL NOT NULL,
     finished    REAL,
-    status      TEXT NOT NULL,          -- running | ok | failed | interrupted
+    status      TEXT NOT NULL,          -- running | ok | failed | interrupted | killed
     reason      TEXT,
     testbed_rev TEXT NOT NULL,
-    provenance  TEXT NOT NULL           -- run-level JSON: host facts, tool versions
+    provenance  TEXT NOT NULL,          -- run-level JSON: host facts, tool versions
+    owner       TEXT                    -- JSON: host, boot_id, pid, start of the process running it
 );
 CREATE TABLE IF NOT EXISTS samples (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,29 +79,189 @@ class SampleRow:
 
 
 REQUIRED_PROVENANCE = ("host", "testbed_rev", "suite_hash", "image_digest")
+INCOMPLETE = ("running", "interrupted", "killed", "failed")  # statuses of a run that did not finish every cell
+
+
+class StoreError(TestbedError):
+    """The result store cannot be opened, read or written; str() is one line naming the file."""
+
+
+RESERVE_BYTES = 1 << 20  # room kept for recording a run's end when its file system fills up
+
+
+class SpaceReserve:
+    """Disk blocks held by an unnamed file beside the store while a run is open, given back so
+    that end_run can still record the run's status when the file system fills up. Unnamed (the
+    kernel frees it when the process dies), so a killed run leaves nothing behind."""
+
+    def __init__(self, directory: Path, size: int = RESERVE_BYTES):
+        self.fd: int | None = None
+        try:
+            try:
+                fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+            except (AttributeError, OSError):  # no O_TMPFILE on this file system: create, then unlink
+                fd, name = tempfile.mkstemp(dir=directory, prefix=".testbed-reserve-")
+                os.unlink(name)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError:
+                os.close(fd)
+                return
+            self.fd = fd
+        except OSError:  # best effort: no reserve when there is no room for one
+            self.fd = None
+
+    def release(self) -> bool:
+        """Give the blocks back; True when there were any."""
+        if self.fd is None:
+            return False
+        os.close(self.fd)
+        self.fd = None
+        return True
 
 
 class Store:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, create: bool = True):
+        """Open the store at `path`, creating it unless create=False (then a missing file is a
+        StoreError: reading results must not leave an empty store behind a typo)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self._reconciled: dict[str, str] = {}  # run_id -> reason, for runs found killed but not writable
+        self._reserve: SpaceReserve | None = None
+        if not create and not self.path.is_file():
+            raise StoreError(f"no result store at {self.path}"
+                             f"{' (it is a directory)' if self.path.is_dir() else ''}; check --store (a store is "
+                             f"made by the first `testbed run` that writes to it)")
+        existed = self.path.exists()
+        with self._guard("open"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            with self._guard("open"):
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+        except StoreError:
+            self.db.close()
+            if not existed:  # e.g. a full disk: leave no empty store behind
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            raise
+        self.has_owner = self._migrate_owner()
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """sqlite3 errors (and OSError creating the directory) -> one-line StoreError."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            text = str(exc)
+            if "disk is full" in text or "disk I/O error" in text:
+                hint = "; free space on its file system or pass --store FILE on another one"
+            elif "not a database" in text:
+                hint = " (the file is not a testbed result store)"
+            elif "readonly" in text or "unable to open" in text:
+                hint = "; check the file's and its directory's permissions, or pass --store FILE"
+            elif "locked" in text:
+                hint = "; another process holds it; try again"
+            else:
+                hint = ""
+            raise StoreError(f"result store {self.path}: {action}: {text}{hint}") from None
+        except OSError as exc:
+            raise StoreError(f"result store {self.path}: {action}: {exc.strerror or exc}") from None
+
+    def _migrate_owner(self) -> bool:
+        """Add runs.owner to stores made before it existed; False when the store cannot be altered (read-only)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        if "owner" in columns:
+            return True
+        try:
+            self.db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+        except sqlite3.OperationalError:  # read-only, full, or another process added it first
+            return "owner" in {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        return True
 
     def close(self) -> None:
+        if self._reserve is not None:
+            self._reserve.release()
         self.db.close()
 
     # --- writing ---------------------------------------------------------------------
     def begin_run(self, run_id: str, suite: str, suite_path: str, suite_hash: str, testbed_rev: str,
-                  provenance: dict) -> None:
-        self.db.execute("INSERT INTO runs VALUES (?,?,?,?,?,NULL,'running',NULL,?,?)",
-                        (run_id, suite, suite_path, suite_hash, time.time(), testbed_rev, json.dumps(provenance)))
+                  provenance: dict, owner: dict | None = None) -> None:
+        """Record a run as `running`, owned by `owner` (default: this process; see ledger.owner_record)."""
+        values = [run_id, suite, suite_path, suite_hash, time.time(), testbed_rev, json.dumps(provenance)]
+        columns = "run_id, suite, suite_path, suite_hash, started, finished, status, reason, testbed_rev, provenance"
+        marks = "?,?,?,?,?,NULL,'running',NULL,?,?"
+        if self.has_owner:
+            columns, marks = columns + ", owner", marks + ",?"
+            values.append(json.dumps(owner or ledger.owner_record()))
+        with self._guard(f"recording the start of run {run_id}"):
+            self.db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", values)
+        if self._reserve is None:
+            self._reserve = SpaceReserve(self.path.parent)
 
     def end_run(self, run_id: str, status: str, reason: str | None = None) -> None:
-        self.db.execute("UPDATE runs SET finished=?, status=?, reason=? WHERE run_id=?",
-                        (time.time(), status, reason, run_id))
+        """Record how a run ended. On a full file system the space reserved at begin_run is given
+        back first, so a run whose samples no longer fit still gets its status."""
+        def update() -> None:
+            with self._guard(f"recording run {run_id} as {status}"):
+                self.db.execute("UPDATE runs SET finished=?, status=?, reason=? WHERE run_id=?",
+                                (time.time(), status, reason, run_id))
+        try:
+            update()
+        except StoreError:
+            if self._reserve is None or not self._reserve.release():
+                raise
+            update()
+        finally:
+            if self._reserve is not None:
+                self._reserve.release()
+                self._reserve = None
+
+    def reconcile_killed(self) -> list[str]:
+        """Mark `killed` every `running` run whose owner process is gone (SIGKILL, OOM, power loss).
+        Runs of stores without owners fall back to the run's ledger, if it is still there; runs whose
+        owner this machine cannot judge (another host) are left alone. Returns the run ids marked.
+        When the store cannot be written, the verdict still shows in runs() and run_info()."""
+        owner_sql = "owner" if self.has_owner else "NULL"
+        with self._guard("reading runs"):
+            rows = self.db.execute(f"SELECT run_id, {owner_sql} FROM runs WHERE status='running'").fetchall()
+        killed = []
+        for run_id, owner_json in rows:
+            try:
+                owner = json.loads(owner_json) if owner_json else ledger.ledger_owner(run_id)
+            except json.JSONDecodeError:
+                owner = ledger.ledger_owner(run_id)
+            if not owner or ledger.owner_gone(owner) is not True:
+                continue
+            reason = (f"killed: its testbed process (pid {owner.get('pid')}) ended without recording an end "
+                      f"(SIGKILL, OOM kill, crash or power loss); the samples committed before are kept")
+            try:
+                with self._guard(f"marking run {run_id} killed"):
+                    last = self.db.execute("SELECT MAX(measured) FROM samples WHERE run_id=?", (run_id,)).fetchone()[0]
+                    self.db.execute("UPDATE runs SET status='killed', reason=?, finished=COALESCE(?, started)"
+                                    " WHERE run_id=? AND status='running'", (reason, last, run_id))
+            except StoreError:
+                self._reconciled[run_id] = reason
+            killed.append(run_id)
+        return killed
+
+    def note_resumed(self, run_id: str, info: dict) -> None:
+        """A later process continues `run_id` (testbed run --resume): the run is `running` again,
+        owned by this process, and its provenance keeps a `resumed` list of {at, owner, **info}."""
+        run = self.run_info(run_id)
+        if run is None:
+            raise StoreError(f"result store {self.path}: no run {run_id!r} to resume; see `testbed results --list`")
+        provenance = run["provenance"]
+        owner = ledger.owner_record()
+        provenance.setdefault("resumed", []).append({"at": time.time(), "owner": owner,
+                                                     "previous_status": run["status"], **info})
+        owner_set = ", owner=?" if self.has_owner else ""
+        values = [json.dumps(provenance)] + ([json.dumps(owner)] if self.has_owner else []) + [run_id]
+        with self._guard(f"recording that run {run_id} resumed"):
+            self.db.execute(f"UPDATE runs SET status='running', finished=NULL, reason=NULL, provenance=?{owner_set}"
+                            f" WHERE run_id=?", values)
+        self._reconciled.pop(run_id, None)
 
     def add_sample(self, run_id: str, *, platform: str, workload: str, benchmark: str, metric: str,
                    value: float | None, unit: str, repetition: int, params: dict, status: str,
@@ -100,20 +271,42 @@ class Store:
             raise ValueError(f"sample {platform}/{workload}/{metric} lacks provenance: {', '.join(missing)}")
         if status == "ok" and value is None:
             raise ValueError("an ok sample needs a value")
-        cur = self.db.execute(
-            "INSERT INTO samples (run_id, measured, platform, workload, benchmark, metric, value, unit, repetition,"
-            " params, status, reason, provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, time.time(), platform, workload, benchmark, metric, value, unit, repetition,
-             json.dumps(params, sort_keys=True, default=str), status, reason,
-             json.dumps(provenance, sort_keys=True, default=str)))
+        with self._guard(f"storing a {platform}/{workload}/{metric} sample of run {run_id}"):
+            cur = self.db.execute(
+                "INSERT INTO samples (run_id, measured, platform, workload, benchmark, metric, value, unit, repetition,"
+                " params, status, reason, provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, time.time(), platform, workload, benchmark, metric, value, unit, repetition,
+                 json.dumps(params, sort_keys=True, default=str), status, reason,
+                 json.dumps(provenance, sort_keys=True, default=str)))
         return cur.lastrowid  # autocommit mode: the row is durable when this returns
 
     # --- reading ---------------------------------------------------------------------
+    def _overlay(self, run: dict) -> dict:
+        """A killed run's status even when the store could not be written (see reconcile_killed)."""
+        if run["status"] == "running" and run["run_id"] in self._reconciled:
+            run["status"], run["reason"] = "killed", self._reconciled[run["run_id"]]
+        return run
+
     def runs(self) -> list[dict]:
-        cur = self.db.execute("SELECT run_id, suite, started, finished, status, reason, testbed_rev,"
-                              " (SELECT COUNT(*) FROM samples s WHERE s.run_id = r.run_id) FROM runs r ORDER BY started")
+        with self._guard("reading runs"):
+            cur = self.db.execute("SELECT run_id, suite, started, finished, status, reason, testbed_rev,"
+                                  " (SELECT COUNT(*) FROM samples s WHERE s.run_id = r.run_id) FROM runs r"
+                                  " ORDER BY started")
+            rows = cur.fetchall()
         keys = ("run_id", "suite", "started", "finished", "status", "reason", "testbed_rev", "samples")
-        return [dict(zip(keys, row)) for row in cur.fetchall()]
+        return [self._overlay(dict(zip(keys, row))) for row in rows]
+
+    def committed_repetitions(self, run_id: str, statuses: tuple[str, ...] = ("ok",)) -> set[tuple]:
+        """{(platform, workload, benchmark, point_key, repetition)} with at least one committed sample
+        of a status in `statuses`: what a resumed run (testbed run --resume) does not measure again."""
+        marks = ",".join("?" * len(statuses))
+        with self._guard(f"reading the samples of run {run_id}"):
+            # The runner records the sweep point itself as provenance.point_key (params hold more than the
+            # point: thread counts, durations); samples from before that are keyed by their params.
+            rows = self.db.execute(f"SELECT DISTINCT platform, workload, benchmark, COALESCE(json_extract(provenance,"
+                                   f" '$.point_key'), params), repetition FROM samples"
+                                   f" WHERE run_id=? AND status IN ({marks})", (run_id, *statuses)).fetchall()
+        return {tuple(r) for r in rows}
 
     def latest_run(self) -> str | None:
         row = self.db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
@@ -128,7 +321,7 @@ class Store:
                 "testbed_rev", "provenance")
         info = dict(zip(keys, row))
         info["provenance"] = json.loads(info["provenance"])
-        return info
+        return self._overlay(info)
 
     def samples(self, run_id: str) -> Iterator[SampleRow]:
         cur = self.db.execute("SELECT id, run_id, measured, platform, workload, benchmark, metric, value, unit,"
@@ -139,18 +332,3 @@ class Store:
             r[10] = json.loads(r[10])
             r[13] = json.loads(r[13])
             yield SampleRow(*r)
-
-    # --- resuming a run --------------------------------------------------------------
-    def committed(self, run_id: str) -> set[tuple[str, str, str, str, int]]:
-        """(platform, workload, benchmark, point key, repetition) of every repetition with an ok sample."""
-        cur = self.db.execute("SELECT DISTINCT platform, workload, benchmark, json_extract(provenance, '$.point_key'),"
-                              " repetition FROM samples WHERE run_id=? AND status='ok'", (run_id,))
-        return {(p, w, b, k if k is not None else "{}", r) for p, w, b, k, r in cur.fetchall()}
-
-    def note_resumed(self, run_id: str, info: dict) -> None:
-        """Mark a run as running again and record the resumption in its provenance."""
-        row = self.db.execute("SELECT provenance FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        prov = json.loads(row[0]) if row else {}
-        prov.setdefault("resumptions", []).append({"at": time.time(), **info})
-        self.db.execute("UPDATE runs SET status='running', finished=NULL, reason=NULL, provenance=? WHERE run_id=?",
-                        (json.dumps(prov), run_id))

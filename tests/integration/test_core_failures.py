@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, TESTBED, leftovers, run_cli
+from helpers import ROOT, TESTBED, leftovers, run_cli, store_runs
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +41,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("testbed: error:")]
 
 
-def runs(store) -> list[tuple]:
-    db = sqlite3.connect(store)
-    try:
-        return db.execute("SELECT run_id, status, reason, (SELECT COUNT(*) FROM samples s WHERE s.run_id=r.run_id)"
-                          " FROM runs r ORDER BY started").fetchall()
-    finally:
-        db.close()
+runs = store_runs
 
 
 def test_missing_runtime_binary(tmp_path):

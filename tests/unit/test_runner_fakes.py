@@ -186,7 +186,7 @@ def test_resume_runs_only_what_is_missing(tmp_path):
     assert sorted(k for k in keys if k[2] == "value") == sorted(
         ("fake", "load", "value", str(size), rep) for size in (1, 2) for rep in (0, 1))  # none missing
     info = r.store.run_info(r.run_id)
-    assert info["status"] == "ok" and info["provenance"]["resumptions"]
+    assert info["status"] == "ok" and info["provenance"]["resumed"]
 
 
 def test_resume_refuses_a_changed_suite(tmp_path):

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import multiboot_elf, osv_usr_img, run_cli
 
 from orchestrator.plan import load_plan
 from orchestrator.errors import ConfigError
@@ -70,13 +70,11 @@ def validate(xml: str, tmp_path: Path) -> None:
 
 
 def qcow2(path: Path, size: str = "1M") -> Path:
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size], check=True, timeout=30)
-    return path
+    return osv_usr_img(path, size)  # import checks a usr.img's boot sector
 
 
 def fake_elf(path: Path) -> Path:
-    path.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(249))
-    return path
+    return multiboot_elf(path)  # import checks a rumprun image's multiboot header
 
 
 @pytest.fixture
