@@ -79,6 +79,17 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
 
+    @classmethod
+    def open_existing(cls, path: Path) -> "Store":
+        """A store that must already exist (commands that only read results); one line when it does not."""
+        from ..errors import TestbedError
+
+        path = Path(path)
+        if not path.is_file():
+            raise TestbedError(f"{path}: no result store there (the file does not exist); pass the --store a "
+                               f"`testbed run` wrote, or run a suite first")
+        return cls(path)
+
     def close(self) -> None:
         self.db.close()
 
