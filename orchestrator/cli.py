@@ -141,7 +141,7 @@ def results(run_id: str | None, store_path: str | None, fmt_name: str, summary_o
     """Show a run's results (default: the latest): per platform and metric the median, the 95% CI of the
     median (none below n=5), the honest tail (p95 from n=20, else max), CV, failures and flags; then the
     rankings (Mann-Whitney U, Holm-adjusted) and every flag with its reason."""
-    from .results.export import export_samples, export_summary
+    from .results.export import export_samples, export_summary, records_csv
     from .results.table import print_results, print_runs, run_records
 
     store = _existing_store(store_path)
@@ -150,25 +150,13 @@ def results(run_id: str | None, store_path: str | None, fmt_name: str, summary_o
             print_runs(console, store, wide=wide)
         else:
             click.echo(json.dumps(run_records(store), indent=1, default=str) if fmt_name == "json" else
-                       _records_csv(run_records(store)))
+                       records_csv(run_records(store)))
         return
     run_id = _run_id(store, run_id)
     if fmt_name != "table":
         click.echo(export_summary(store, run_id, fmt_name) if summary_only else export_samples(store, run_id, fmt_name))
         return
     print_results(console, store, run_id, wide=wide)
-
-
-def _records_csv(records: list[dict]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    if records:
-        w = csv.DictWriter(buf, fieldnames=list(records[0]))
-        w.writeheader()
-        w.writerows(records)
-    return buf.getvalue()
 
 
 @cli.command()
@@ -183,6 +171,7 @@ def compare(run_a: str, run_b: str, store_path: str | None, force: bool, fmt_nam
     bootstrap 95% CI, the Mann-Whitney U p (Benjamini-Hochberg-adjusted over all rows) and a verdict
     (faster, slower, no significant change); the provenance differences first."""
     from .results.compare import compare_runs
+    from .results.export import records_csv
     from .results.table import print_comparison
 
     store = _existing_store(store_path)
@@ -190,7 +179,7 @@ def compare(run_a: str, run_b: str, store_path: str | None, force: bool, fmt_nam
     if fmt_name == "json":
         click.echo(json.dumps(cmp.as_dict(), indent=1, default=str))
     elif fmt_name == "csv":
-        click.echo(_records_csv([r.as_dict() for r in cmp.rows]))
+        click.echo(records_csv([r.as_dict() for r in cmp.rows]))
     else:
         print_comparison(console, cmp, wide=wide)
 

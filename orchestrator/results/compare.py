@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from ..errors import ConfigError, TestbedError
-from .stats import ALPHA, MWU_TEST, benjamini_hochberg, direction, mann_whitney_p, ratio_ci
+from .stats import ALPHA, MWU_TEST, benjamini_hochberg, direction, mann_whitney_many, ratio_ci
 from .store import SampleRow, Store
 from .summary import Group, summarize_rows, varying_keys
 
@@ -88,7 +88,7 @@ def compare_groups(a: list[Group], b: list[Group], *, alpha: float = ALPHA) -> l
     by_key_b = {g.key: g for g in b}
     keys = list(dict.fromkeys([*by_key_a, *by_key_b]))
     rows: list[ComparisonRow] = []
-    values: dict[int, tuple[list[float], list[float]]] = {}
+    samples: list[tuple[list[float], list[float]]] = []
     for key in keys:
         ga, gb = by_key_a.get(key), by_key_b.get(key)
         any_g = ga or gb
@@ -101,30 +101,29 @@ def compare_groups(a: list[Group], b: list[Group], *, alpha: float = ALPHA) -> l
                                 ga.per_platform[p].median if ga and p in ga.per_platform else None,
                                 gb.per_platform[p].median if gb and p in gb.per_platform else None,
                                 None, None, None, None, None, NOT_COMPARABLE)
+            rows.append(row)
+            samples.append((va, vb))
             if not va or not vb:
                 row.why = f"no successful sample in {'A' if not va else 'B'}"
-                rows.append(row)
                 continue
-            r = ratio_ci(vb, va)
-            if r is not None:
-                row.change_pct = (r.point - 1) * 100
-                if r.low is not None and r.high is not None:
-                    row.ci_low_pct, row.ci_high_pct = (r.low - 1) * 100, (r.high - 1) * 100
+            ratio = ratio_ci(vb, va)
+            if ratio is not None:
+                row.change_pct = (ratio.point - 1) * 100
+                if ratio.low is not None and ratio.high is not None:
+                    row.ci_low_pct, row.ci_high_pct = (ratio.low - 1) * 100, (ratio.high - 1) * 100
                 else:
                     row.why = "n too small for an interval"
-            row.p = mann_whitney_p(va, vb)
-            values[id(row)] = (va, vb)
-            if row.p is None:
-                row.why = "fewer than 2 values on a side: no test"
-            rows.append(row)
-    tested = [r for r in rows if r.p is not None]
-    for r, q in zip(tested, benjamini_hochberg([r.p for r in tested])):  # type: ignore[misc]
-        r.p_adjusted = q
-        change = (r.median_b or 0) - (r.median_a or 0)
+    for row, p_value in zip(rows, mann_whitney_many(samples)):
+        row.p = p_value
+        if p_value is None and row.why is None:
+            row.why = "fewer than 2 values on a side: no test"
+    tested = [(row, pair) for row, pair in zip(rows, samples) if row.p is not None]
+    for (row, (va, vb)), q in zip(tested, benjamini_hochberg([row.p for row, _ in tested if row.p is not None])):
+        row.p_adjusted = q
+        change = (row.median_b or 0) - (row.median_a or 0)
         if change == 0:  # equal medians, shifted distributions: the means say which way
-            ga_, gb_ = values[id(r)]
-            change = sum(gb_) / len(gb_) - sum(ga_) / len(ga_)
-        r.verdict = verdict(r.unit, change, q < alpha)
+            change = sum(vb) / len(vb) - sum(va) / len(va)
+        row.verdict = verdict(row.unit, change, q < alpha)
     return rows
 
 

@@ -26,6 +26,11 @@ def _csv(fields: list[str], records: list[dict]) -> str:
     return buf.getvalue()
 
 
+def records_csv(records: list[dict]) -> str:
+    """Flat records (run list, comparison rows) as CSV with the first record's keys as columns."""
+    return _csv(list(records[0]), records) if records else ""
+
+
 def export_samples(store: Store, run_id: str, fmt_name: str) -> str:
     """Every sample with its provenance: JSON {run, samples} or flat CSV (params/provenance as JSON)."""
     rows = [r.as_dict() for r in store.samples(run_id)]

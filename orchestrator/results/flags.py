@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .numbers import fmt, fmt_p
 from .stats import Flag, Ranking, direction
 
 if TYPE_CHECKING:
@@ -36,17 +37,6 @@ CLIFF_RATIO = 10.0
 TOO_GOOD_RATIO = 1.5
 COUNT_UNITS = {"count", "-"}
 LOAD_KEYS = ("connections", "clients", "concurrency")
-
-
-def fmt_num(v: float) -> str:
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3g}"
 
 
 # --- one run of a tool: the sibling metrics of a sample --------------------------------------
@@ -145,7 +135,7 @@ def check_too_short(groups: list[Group], index: RunIndex) -> None:
                 continue
             s = g.per_platform[platform]
             if s.n >= MIN_N_ZERO_SPREAD and s.min == s.max and g.unit not in COUNT_UNITS:
-                _add(g, platform, Flag("too short", f"zero spread across {s.n} runs ({fmt_num(s.min or 0)} {g.unit} "
+                _add(g, platform, Flag("too short", f"zero spread across {s.n} runs ({fmt(s.min or 0)} {g.unit} "
                                                     f"each): a quantized or discrete output, not precision"))
 
 
@@ -174,8 +164,8 @@ def check_little(groups: list[Group], index: RunIndex) -> None:
             if bad:
                 implied, rate, lat, limit = sorted(bad)[len(bad) // 2]  # the median offending run
                 unit = "ms" if tool.latency_to_s == 1e-3 else "us"
-                _add(g, platform, Flag("inconsistent", f"{len(bad)} of {len(rows)} runs: {tool.rate} {fmt_num(rate)} x "
-                                                       f"{tool.latency} {fmt_num(lat)} {unit} = {implied:.1f} in flight, "
+                _add(g, platform, Flag("inconsistent", f"{len(bad)} of {len(rows)} runs: {tool.rate} {fmt(rate)} x "
+                                                       f"{tool.latency} {fmt(lat)} {unit} = {implied:.1f} in flight, "
                                                        f"more than the {limit} connection{'s' if limit != 1 else ''} "
                                                        f"of a closed loop (Little's law, {LITTLE_TOLERANCE:.0%} "
                                                        f"tolerance): one of the two numbers is wrong"))
@@ -244,8 +234,8 @@ def check_cliffs(groups: list[Group]) -> None:
                         if factor > CLIFF_RATIO * scale:
                             bad, good = (right, left) if worse_right else (left, right)
                             _add(bad, platform, Flag("cliff", f"{factor:.0f}x worse than at {key}={good.point[key]} "
-                                                              f"({fmt_num(good.per_platform[platform].median or 0)} -> "
-                                                              f"{fmt_num(bad.per_platform[platform].median or 0)} "
+                                                              f"({fmt(good.per_platform[platform].median or 0)} -> "
+                                                              f"{fmt(bad.per_platform[platform].median or 0)} "
                                                               f"{bad.unit}); more than {CLIFF_RATIO:g}x beyond the "
                                                               f"sweep's own scale ({scale:g}x): look for timeouts"))
 
@@ -295,17 +285,11 @@ def assess(groups: list[Group], index: RunIndex, kinds: dict[str, str]) -> None:
 
 
 # --- ranking lines -------------------------------------------------------------------------
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
-
-
 def ranking_text(r: Ranking, unit: str) -> str:
     """`native 27.9 < runc 67.8 ~ gvisor 70.1 ms`: `<` where the test separates neighbours, `~` where not."""
-    parts = [f"{r.order[0]} {fmt_num(r.medians[r.order[0]])}"]
+    parts = [f"{r.order[0]} {fmt(r.medians[r.order[0]])}"]
     for t, nxt in zip(r.adjacent(), r.order[1:]):
-        parts.append(f"{'<' if t.significant else '~'} {nxt} {fmt_num(r.medians[nxt])}")
+        parts.append(f"{'<' if t.significant else '~'} {nxt} {fmt(r.medians[nxt])}")
     return " ".join(parts) + f" {unit}"
 
 

@@ -24,7 +24,8 @@ from .plots import figures
 from .stats import CI_METHOD, MIN_N_INTERVAL, MIN_N_P95
 from .store import SampleRow, Store
 from .summary import platform_labels, summarize_rows, summary_records
-from .table import duration, fmt, run_host
+from .numbers import fmt
+from .table import duration, run_host
 
 TEMPLATES = Path(__file__).with_name("templates")
 VOLATILE_PROVENANCE = ("interference",)  # differs per sample; summarised on its own

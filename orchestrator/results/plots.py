@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -24,8 +25,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from .flags import numeric, sweep_lines  # noqa: E402
 from .summary import Group, groups_by_metric, is_headline  # noqa: E402
 
-RC = {"svg.fonttype": "none", "svg.hashsalt": "testbed", "font.size": 9, "axes.spines.top": False,
-      "axes.spines.right": False, "font.family": "sans-serif"}
+RC: Any = {"svg.fonttype": "none", "svg.hashsalt": "testbed", "font.size": 9, "axes.spines.top": False,
+           "axes.spines.right": False, "font.family": "sans-serif"}  # Any: matplotlib types rc keys as literals
 COLOURS = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#6a4c93", "#30638e", "#8d6a9f", "#5c946e"]
 PERCENTILE_RE = re.compile(r"^latency_p(\d+)_(ms|us)$")
 SWEEP_MIN_POINTS = 3
@@ -89,7 +90,7 @@ def bar_figure(groups: list[Group], platforms: list[str], labels: dict[str, str]
         width = 0.8 / max(1, len(platforms))
         no_ci = False
         for j, p in enumerate(platforms):
-            xs, ys, lo, hi = [], [], [], []
+            xs, ys, err = [], [], []
             for i, g in enumerate(groups):
                 s = g.per_platform.get(p)
                 if s is None or s.median is None:
@@ -98,16 +99,15 @@ def bar_figure(groups: list[Group], platforms: list[str], labels: dict[str, str]
                 xs.append(x)
                 ys.append(s.median)
                 if s.has_interval:
-                    lo.append(s.median - (s.ci_low or 0))
-                    hi.append((s.ci_high or 0) - s.median)
+                    err.append((x, s.median, s.median - (s.ci_low or 0), (s.ci_high or 0) - s.median))
                 else:
-                    lo.append(0.0)
-                    hi.append(0.0)
                     no_ci = True
                     ax.annotate(f"n={s.n}", (x, s.median), ha="center", va="bottom", fontsize=7)
             if xs:
-                ax.bar(xs, ys, width * 0.95, color=colours[p], label=labels.get(p, p),
-                       yerr=[lo, hi], capsize=3, error_kw={"elinewidth": 1})
+                ax.bar(xs, ys, width * 0.95, color=colours[p], label=labels.get(p, p))
+            if err:  # whiskers only where there is an interval
+                ax.errorbar([e[0] for e in err], [e[1] for e in err], yerr=[[e[2] for e in err], [e[3] for e in err]],
+                            fmt="none", ecolor="black", elinewidth=1, capsize=3)
         ax.set_xticks(range(len(groups)), [g.point_label or g.metric for g in groups], rotation=0 if len(groups) < 5
                       else 30, ha="center" if len(groups) < 5 else "right")
         ax.set_ylabel(f"{g0.metric} ({g0.unit})")
@@ -118,7 +118,7 @@ def bar_figure(groups: list[Group], platforms: list[str], labels: dict[str, str]
             ax.set_yscale("log")
         else:
             ax.set_ylim(bottom=0)
-    caption = (f"Median per platform; whiskers: 95% percentile-bootstrap CI of the median."
+    caption = ("Median per platform; whiskers: 95% percentile-bootstrap CI of the median."
                + (" Bars marked n=… have too few repetitions for an interval." if no_ci else "")
                + (" Logarithmic axis: the medians span more than {:g}x.".format(LOG_RANGE) if log else ""))
     fid = _slug("fig", g0.workload, g0.benchmark, g0.metric)
@@ -140,8 +140,8 @@ def sweep_figure(line: list[Group], key: str, platforms: list[str], labels: dict
             if not pts:
                 continue
             xs = [x for x, _ in pts]
-            ax.plot(xs, [s.median for _, s in pts], marker="o", color=colours[p], label=labels.get(p, p))
-            band = [(x, s.ci_low, s.ci_high) for x, s in pts if s.has_interval]
+            ax.plot(xs, [s.median or 0.0 for _, s in pts], marker="o", color=colours[p], label=labels.get(p, p))
+            band = [(x, s.ci_low or 0.0, s.ci_high or 0.0) for x, s in pts if s.has_interval]
             if len(band) >= 2:
                 ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=colours[p],
                                 alpha=0.2, linewidth=0)
@@ -175,7 +175,7 @@ def percentile_figure(groups: list[Group], platforms: list[str], labels: dict[st
                    and by_pct[q].per_platform[p].median is not None]
             if len(pts) < 2:
                 continue
-            ax.plot(range(len(pts)), [s.median for _, s in pts], marker="o", color=colours[p], label=labels.get(p, p))
+            ax.plot(range(len(pts)), [s.median or 0.0 for _, s in pts], marker="o", color=colours[p], label=labels.get(p, p))
         ax.set_xticks(range(len(pcts)), [f"p{q}" for q in pcts])
         ax.set_yscale("log")
         ax.set_xlabel("percentile of the tool's latency distribution")

@@ -169,7 +169,7 @@ def summarize(values: Sequence[float], failed: int = 0, *, seed: int = SEED) -> 
     elif s.min == s.max:
         s.ci_reason = NO_INTERVAL_ZERO_SPREAD
     else:
-        s.ci_low, s.ci_high = median_ci(x, seed=seed)  # type: ignore[misc]
+        s.ci_low, s.ci_high = _percentile_interval(_bootstrap_medians(x, RESAMPLES, seed), CONFIDENCE)
     return s
 
 

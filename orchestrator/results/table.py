@@ -8,7 +8,7 @@ further table, and `wide=True` prints everything on one line per row whatever th
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,34 +16,12 @@ from rich.table import Table
 
 from .compare import Comparison
 from .flags import RANKING_LEGEND
+from .numbers import fmt, fmt_p, fmt_pct
 from .stats import Summary
 from .store import Store
 from .summary import Group, is_headline, platform_labels, summarize_rows
 
 LABEL_MIN = 22  # the label column wraps down to this
-
-
-def fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3g}" if a >= 0.001 or a == 0 else f"{v:.2e}"
-
-
-def fmt_pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:+.1f}%"
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def interval(s: Summary) -> str:
@@ -114,8 +92,9 @@ def _print(console: Console, table: Table) -> None:
     if need <= console.width:
         console.print(table)
         return
-    wider = Console(file=console.file, width=need, color_system=console.color_system,
-                    force_terminal=console.is_terminal, no_color=console.no_color, highlight=False)
+    colour: Any = console.color_system  # the name rich reports is one it accepts back
+    wider = Console(file=console.file, width=need, color_system=colour, force_terminal=console.is_terminal,
+                    no_color=console.no_color, highlight=False)
     wider.print(table, crop=False)
 
 
@@ -286,8 +265,8 @@ RUN_COLUMNS = ["run", "suite", "date", "duration", "status", "host", "samples", 
 def runs_table(store: Store, *, width: int, wide: bool = False) -> Table:
     rows = [[r["run_id"], escape(r["suite"]), r["date"], r["duration"], r["status"], escape(r["host"]),
              str(r["samples"]), r["testbed_rev"], escape(r["reason"] or "")] for r in run_records(store)]
-    return columns_table(f"runs in {store.path}", RUN_COLUMNS, rows, {"run", "date", "duration", "samples"},
-                         width=width, wide=wide)
+    return columns_table(f"runs in {store.path}", RUN_COLUMNS, rows, {"duration", "samples"}, width=width,
+                         wide=wide, minima={"run": longest_token([r[0] for r in rows]), "date": 16})
 
 
 def print_runs(console: Console, store: Store, *, wide: bool = False) -> None:

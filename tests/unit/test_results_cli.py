@@ -18,7 +18,7 @@ from rich.console import Console
 from orchestrator import cli as cli_mod
 
 from orchestrator.results.summary import summarize_rows
-from orchestrator.results.table import fmt
+from orchestrator.results.numbers import fmt
 
 
 @pytest.fixture(scope="module")
