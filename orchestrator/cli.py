@@ -69,6 +69,8 @@ def cli(verbose: bool) -> None:
 
 
 def _store(path: str | None, *, create: bool = True):
+    """The result store at --store (default $TESTBED_HOME/results.sqlite); create=False: it must exist
+    (a reading command must not leave an empty store behind a typo)."""
     from .results.store import Store
 
     return Store(Path(path) if path else paths.default_store(), create=create)
@@ -81,7 +83,9 @@ def _store(path: str | None, *, create: bool = True):
 @click.option("--check", is_flag=True, help="Only validate the suite and print its matrix.")
 @click.option("--resume", "resume", metavar="RUN",
               help="Continue RUN (interrupted or killed) in place: committed repetitions are skipped.")
-def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool, resume: str | None) -> None:
+@click.option("--wide", is_flag=True, help="Print the end-of-run table at its full width: no label is wrapped.")
+def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool, resume: str | None,
+        wide: bool) -> None:
     """Run SUITE (a YAML file in suites/) and print the comparison table."""
     from .plan import load_plan
     from .runner import Runner
@@ -101,7 +105,9 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
         outcome = runner.run()
     finally:
         reporter.stop()
-    print_comparison(store, runner.run_id)
+    from .results.table import print_run_summary
+
+    print_run_summary(console, store, runner.run_id, wide=wide)
     console.print(f"run {outcome.run_id}: {outcome.samples} samples in {store.path}")
     for line in outcome.not_runnable:
         console.print(f"[yellow]not runnable here:[/yellow] {line}", highlight=False)
@@ -114,99 +120,97 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
         raise TestbedError("\n".join([*failed, f"run {outcome.run_id}: {len(failed)} cells failed"]))
 
 
-HEADLINE_PREFIXES = ("startup_ms", "requests_per_s", "throughput", "transactions_per_s", "latency_p99", "ops_per_s",
-                     "ns_per_call", "cell", "instance")  # latency_p99 covers latency_p99_us/_ms/_le_us
-
-
-def headline(metric: str) -> bool:
-    """The metrics the end-of-run table shows; `testbed results` shows every metric."""
-    return metric.startswith(HEADLINE_PREFIXES)
-
-
-def print_comparison(store, run_id: str) -> None:
-    from .results.report import fmt, group_samples
-
-    rows = list(store.samples(run_id))
-    if not rows:
-        return
-    groups = group_samples(rows)
-    platforms = list(dict.fromkeys(r.platform for r in rows))
-    table = Table(title=f"run {run_id}: median [95% CI] (n)", show_lines=False)
-    table.add_column("workload / benchmark / metric")
-    for p in platforms:
-        table.add_column(p, justify="right")
-    for g in groups:
-        if not headline(g.metric):
-            continue
-        label = f"{g.workload} {g.benchmark} {g.metric} ({g.unit})" + (f" {g.params}" if g.params else "")
-        cells = []
-        for p in platforms:
-            s = g.per_platform.get(p)
-            if s is None:
-                cells.append("")
-            elif s.n == 0:
-                cells.append("[red]failed[/red]")
-            else:
-                ci = f" [{fmt(s.ci_low)}–{fmt(s.ci_high)}]" if s.ci_low is not None else ""
-                flag = "".join(f" [yellow]{f}[/yellow]" for f in g.flags.get(p, []))
-                cells.append(f"{fmt(s.median)}{ci} ({s.n}){flag}")
-        table.add_row(label, *cells)
-    console.print(table)
-    print_notes([n for g in groups if headline(g.metric) for n in g.notes])
-
-
-def print_notes(notes: list[str]) -> None:
-    for note in notes:
-        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
+def _run_id(store, run_id: str | None) -> str:
+    run_id = run_id or store.latest_run()
+    if run_id is None:
+        raise TestbedError(f"no runs in {store.path} yet; run `testbed run suites/quickstart.yaml`")
+    if store.run_info(run_id) is None:
+        raise TestbedError(f"no run {run_id!r} in {store.path}; see `testbed results --list`")
+    return run_id
 
 
 @cli.command()
 @click.argument("run_id", required=False)
-@click.option("--store", "store_path", help="SQLite result store.")
-@click.option("--format", "fmt_name", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@click.option("--list", "list_runs", is_flag=True, help="List the runs in the store.")
-def results(run_id: str | None, store_path: str | None, fmt_name: str, list_runs: bool) -> None:
-    """Show a run's results (default: the latest): median, p95, n, 95% CI and CV per platform and metric."""
-    from .results.report import comparison_notes, export, fmt, summary_rows
+@click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite).")
+@click.option("--format", "fmt_name", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table: every metric per platform; json/csv: every sample with its provenance (or the summary "
+                   "with --summary).")
+@click.option("--summary", "summary_only", is_flag=True, help="With --format json/csv: export the summary table "
+                                                              "(median, CI, flags per platform) instead of the samples.")
+@click.option("--list", "list_runs", is_flag=True, help="List the runs in the store: date, duration, status, host, "
+                                                        "samples.")
+@click.option("--wide", is_flag=True, help="Print tables at their full width: no label is wrapped.")
+def results(run_id: str | None, store_path: str | None, fmt_name: str, summary_only: bool, list_runs: bool,
+            wide: bool) -> None:
+    """Show a run's results (default: the latest): per platform and metric the median, the 95% CI of the
+    median (none below n=5), the honest tail (p95 from n=20, else max), CV, failures and flags; then the
+    rankings (Mann-Whitney U, Holm-adjusted) and every flag with its reason."""
+    from .results.export import export_samples, export_summary, records_csv
+    from .results.table import print_results, print_runs, run_records
 
     store = _store(store_path, create=False)
     store.reconcile_killed()  # a SIGKILLed run is `killed`, not `running` forever
     if list_runs:
-        t = Table(title=f"runs in {store.path}")
-        for col in ("run", "suite", "status", "samples", "testbed rev", "reason"):
-            t.add_column(col)
-        for r in store.runs():
-            t.add_row(r["run_id"], r["suite"], r["status"], str(r["samples"]), r["testbed_rev"], (r["reason"] or "")[:60])
-        console.print(t)
+        if fmt_name == "table":
+            print_runs(console, store, wide=wide)
+        else:
+            click.echo(json.dumps(run_records(store), indent=1, default=str) if fmt_name == "json" else
+                       records_csv(run_records(store)))
         return
-    run_id = run_id or store.latest_run()
-    if run_id is None or store.run_info(run_id) is None:
-        raise TestbedError(f"no run {run_id!r} in {store.path}; see `testbed results --list`" if run_id else
-                           f"no runs in {store.path} yet; run `testbed run suites/quickstart.yaml`")
+    run_id = _run_id(store, run_id)
     if fmt_name != "table":
-        click.echo(export(store, run_id, fmt_name))
+        click.echo(export_summary(store, run_id, fmt_name) if summary_only else export_samples(store, run_id, fmt_name))
         return
-    info = store.run_info(run_id)
-    t = Table(title=f"run {run_id} ({info['suite']}, {info['status']}, testbed {info['testbed_rev']})")
-    for col in ("workload", "benchmark", "metric", "point", "platform", "median", "p95", "n", "95% CI", "CV", "failed",
-                "flags"):
-        t.add_column(col, justify="right" if col in ("median", "p95", "n", "CV", "failed") else "left")
-    for r in summary_rows(store, run_id):
-        ci = f"{fmt(r['ci_low'])}–{fmt(r['ci_high'])}" if r["ci_low"] is not None else "-"
-        cv = f"{r['cv'] * 100:.1f}%" if r["cv"] is not None else "-"
-        t.add_row(r["workload"], r["benchmark"], f"{r['metric']} ({r['unit']})", r["point"], r["platform"],
-                  fmt(r["median"]), fmt(r["p95"]), str(r["n"]), ci, cv, str(r["failed"]) if r["failed"] else "",
-                  ", ".join(r["flags"]))
-    console.print(t)
-    print_notes(comparison_notes(store, run_id))
-    if info["status"] != "ok" and info["reason"]:
-        console.print(f"[yellow]run status {info['status']}:[/yellow] {info['reason']}")
-    if info["status"] in ("killed", "interrupted"):
-        console.print(f"[yellow]run {run_id} is incomplete ({info['status']}): these are the samples committed "
+    print_results(console, store, run_id, wide=wide)
+    status = store.run_info(run_id)["status"]
+    if status in ("killed", "interrupted"):
+        console.print(f"[yellow]run {run_id} is incomplete ({status}): these are the samples committed "
                       f"before it stopped[/yellow]", highlight=False)
-    elif info["status"] == "running":
+    elif status == "running":
         console.print(f"[yellow]run {run_id} is still running: these are the samples committed so far[/yellow]",
                       highlight=False)
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite).")
+@click.option("--force", is_flag=True, help="Compare runs of different suites anyway.")
+@click.option("--format", "fmt_name", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--wide", is_flag=True, help="Print the table at its full width: no label is wrapped.")
+def compare(run_a: str, run_b: str, store_path: str | None, force: bool, fmt_name: str, wide: bool) -> None:
+    """Compare RUN_B against RUN_A: per metric, point and platform both medians, the change in % with its
+    bootstrap 95% CI, the Mann-Whitney U p (Benjamini-Hochberg-adjusted over all rows) and a verdict
+    (faster, slower, no significant change); the provenance differences first."""
+    from .results.compare import compare_runs
+    from .results.export import records_csv
+    from .results.table import print_comparison
+
+    store = _store(store_path, create=False)
+    cmp = compare_runs(store, run_a, run_b, force=force)
+    if fmt_name == "json":
+        click.echo(json.dumps(cmp.as_dict(), indent=1, default=str))
+    elif fmt_name == "csv":
+        click.echo(records_csv([r.as_dict() for r in cmp.rows]))
+    else:
+        print_comparison(console, cmp, wide=wide)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN [RUN ...]")
+@click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True, help="The HTML file to write.")
+def report(run_ids: tuple[str, ...], store_path: str | None, output: Path) -> None:
+    """Write one self-contained HTML file for the runs: per suite the figures (inline SVG), every flag,
+    the rankings, published numbers and claim verdicts when the suite declares them, and the full provenance."""
+    from .results.html import write_report
+
+    store = _store(store_path, create=False)
+    for run_id in run_ids:
+        _run_id(store, run_id)
+    path = write_report(store, list(run_ids), output)
+    click.echo(f"wrote {path} ({path.stat().st_size // 1024} KiB, {len(run_ids)} run{'s' if len(run_ids) > 1 else ''})")
 
 
 @cli.command()

@@ -128,9 +128,9 @@ class Store:
         self._reconciled: dict[str, str] = {}  # run_id -> reason, for runs found killed but not writable
         self._reserve: SpaceReserve | None = None
         if not create and not self.path.is_file():
-            raise StoreError(f"no result store at {self.path}"
-                             f"{' (it is a directory)' if self.path.is_dir() else ''}; check --store (a store is "
-                             f"made by the first `testbed run` that writes to it)")
+            raise StoreError(f"no result store at {self.path} ("
+                             f"{'it is a directory' if self.path.is_dir() else 'the file does not exist'}); check "
+                             f"--store (a store is made by the first `testbed run` that writes to it)")
         existed = self.path.exists()
         with self._guard("open"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +179,11 @@ class Store:
         except sqlite3.OperationalError:  # read-only, full, or another process added it first
             return "owner" in {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         return True
+
+    @classmethod
+    def open_existing(cls, path: Path) -> "Store":
+        """A store that must already exist (commands that only read results); one line when it does not."""
+        return cls(path, create=False)
 
     def close(self) -> None:
         if self._reserve is not None:

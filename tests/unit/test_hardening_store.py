@@ -83,8 +83,8 @@ def test_reading_results_does_not_create_a_store(tmp_path):
         Store(missing, create=False)
     res = run_cli("results", "--store", str(missing))
     assert res.returncode == 1 and "Traceback" not in res.stderr
-    assert res.stderr.splitlines() == [f"testbed: error: no result store at {missing}; check --store (a store is "
-                                       f"made by the first `testbed run` that writes to it)"]
+    assert res.stderr.splitlines() == [f"testbed: error: no result store at {missing} (the file does not exist); "
+                                       f"check --store (a store is made by the first `testbed run` that writes to it)"]
     assert not missing.exists()
     res = run_cli("results", "--list", "--store", str(missing))
     assert res.returncode == 1 and not missing.exists()

@@ -1,0 +1,140 @@
+"""`testbed report`: one self-contained HTML file for one or more runs.
+
+Jinja2 renders templates/report.html.j2 with autoescape on; figures are inline SVG from
+plots.py; the CSS is inline; nothing is fetched (no script, stylesheet, font or image from
+anywhere). Per run: the figures, the summary table, rankings, every flag with its reason, the
+paper's published numbers and claim verdicts when the caller has them (the suite's claims are
+checked elsewhere: this module only renders them), and the full provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .. import __version__
+from ..errors import TestbedError
+from .flags import RANKING_LEGEND
+from .plots import figures
+from .stats import CI_METHOD, MIN_N_INTERVAL, MIN_N_P95
+from .store import SampleRow, Store
+from .summary import platform_labels, summarize_rows, summary_records
+from .numbers import fmt
+from .table import duration, run_host
+
+TEMPLATES = Path(__file__).with_name("templates")
+VOLATILE_PROVENANCE = ("interference",)  # differs per sample; summarised on its own
+
+
+@dataclass
+class ClaimVerdict:
+    claim: str  # what the paper states, e.g. "gVisor cold start within 2x of runc"
+    verdict: str  # reproduced | not reproduced | inconclusive | not comparable
+    detail: str = ""  # the numbers and the test that decided (or the repetitions that would)
+    source: str = ""  # paper, figure or table
+
+
+@dataclass
+class PublishedValue:
+    what: str  # e.g. "redis SET req/s on gVisor"
+    published: str  # the paper's figure, with its unit
+    ours: str = ""
+    source: str = ""
+
+
+@dataclass
+class PaperData:
+    """What the issue "Reproduce the papers" fills for a suite: claims with verdicts, published numbers."""
+
+    claims: list[ClaimVerdict] = field(default_factory=list)
+    published: list[PublishedValue] = field(default_factory=list)
+
+
+def environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = fmt
+    return env
+
+
+def distinct_provenance(rows: Sequence[SampleRow]) -> list[dict[str, Any]]:
+    """Each distinct sample provenance (volatile keys removed), with the platforms/benchmarks it covers."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        prov = {k: v for k, v in r.provenance.items() if k not in VOLATILE_PROVENANCE}
+        key = json.dumps(prov, sort_keys=True, default=str)
+        entry = seen.setdefault(key, {"covers": {}, "samples": 0, "json": json.dumps(prov, indent=1, sort_keys=True,
+                                                                                       default=str)})
+        entry["covers"].setdefault(f"{r.platform} / {r.workload} / {r.benchmark}", None)
+        entry["samples"] += 1
+    return [{"covers": list(e["covers"]), "samples": e["samples"], "json": e["json"]} for e in seen.values()]
+
+
+def interference_summary(rows: Sequence[SampleRow]) -> dict[str, Any] | None:
+    """Host load across the run's samples, when the runner recorded it."""
+    loads = [r.provenance["interference"] for r in rows if isinstance(r.provenance.get("interference"), dict)]
+    if not loads:
+        return None
+    load1 = [x["loadavg"][0] for x in loads if x.get("loadavg")]
+    steal = [x["steal_pct"] for x in loads if x.get("steal_pct") is not None]
+    overlap = sorted({str(o.get("run_id", o)) if isinstance(o, dict) else str(o)
+                      for x in loads for o in (x.get("overlap") or [])})
+    return {"samples": len(loads), "max_load1": max(load1) if load1 else None,
+            "max_steal_pct": max(steal) if steal else None, "overlap": overlap}
+
+
+def run_section(store: Store, run_id: str, paper: PaperData | None) -> dict[str, Any]:
+    info = store.run_info(run_id)
+    if info is None:
+        raise TestbedError(f"no run {run_id!r} in {store.path}; see `testbed results --list`")
+    rows = list(store.samples(run_id))
+    groups = summarize_rows(rows)
+    labels = platform_labels(rows)
+    figs, left_out = figures(groups, labels)
+    flags = [{"label": g.label, "platform": labels.get(p, p), "name": f.name, "detail": f.detail}
+             for g in groups for p, s in g.per_platform.items() for f in s.flags]
+    return {
+        "id": run_id, "info": info, "host": run_host(info),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"])),
+        "duration": duration(info["started"], info["finished"]), "samples": len(rows),
+        "figures": figs, "figures_left_out": left_out,
+        "records": summary_records(groups, labels),
+        "rankings": [n for g in groups for n in g.notes],
+        "flags": flags,
+        "paper": paper,
+        "run_provenance": json.dumps(info["provenance"], indent=1, sort_keys=True, default=str),
+        "sample_provenance": distinct_provenance(rows),
+        "interference": interference_summary(rows),
+    }
+
+
+def render_report(store: Store, run_ids: Sequence[str], *, papers: Mapping[str, PaperData] | None = None) -> str:
+    """The report's HTML. `papers` maps a suite name to its claims and published numbers."""
+    sections = [run_section(store, r, None) for r in run_ids]
+    for s in sections:
+        s["paper"] = (papers or {}).get(s["info"]["suite"])
+    suites: dict[str, list[dict[str, Any]]] = {}
+    for s in sections:
+        suites.setdefault(s["info"]["suite"], []).append(s)
+    return environment().get_template("report.html.j2").render(
+        suites=suites, generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=__version__, ci_method=CI_METHOD,
+        min_n_interval=MIN_N_INTERVAL, min_n_p95=MIN_N_P95, ranking_legend=RANKING_LEGEND, store=str(store.path))
+
+
+def write_report(store: Store, run_ids: Sequence[str], output: Path, *,
+                 papers: Mapping[str, PaperData] | None = None) -> Path:
+    text = render_report(store, run_ids, papers=papers)
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+    except OSError as exc:
+        raise TestbedError(f"{output}: cannot write the report: {exc.strerror or exc}") from None
+    return output
