@@ -84,8 +84,11 @@ def _store(path: str | None, *, create: bool = True):
 @click.option("--resume", "resume", metavar="RUN",
               help="Continue RUN (interrupted or killed) in place: committed repetitions are skipped.")
 @click.option("--wide", is_flag=True, help="Print the end-of-run table at its full width: no label is wrapped.")
+@click.option("--allow-overlap", is_flag=True,
+              help="Run even while another testbed run is live on the same host and CPUs (refused otherwise); "
+                   "every sample then records it and is flagged `overlap`.")
 def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool, resume: str | None,
-        wide: bool) -> None:
+        wide: bool, allow_overlap: bool) -> None:
     """Run SUITE (a YAML file in suites/) and print the comparison table."""
     from .plan import load_plan
     from .runner import Runner
@@ -100,7 +103,8 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
         err_console.print(f"[dim]note: {note}; those cells are skipped[/dim]")
     store = _store(store_path)
     reporter = RichReporter()
-    runner = Runner(plan, store=store, reporter=reporter, trust_new_host_key=trust_new_host_key, resume=resume)
+    runner = Runner(plan, store=store, reporter=reporter, trust_new_host_key=trust_new_host_key, resume=resume,
+                    allow_overlap=allow_overlap)
     try:
         outcome = runner.run()
     finally:

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import paths
-from .bench.base import Benchmark, ClientSide, ColdStartBenchmark, LoadBenchmark, Measurement, Target
-from .enums import RunStatus, SampleStatus
+from .bench.base import ClientSide, ColdStartBenchmark, LoadBenchmark, Measurement, Target
+from .bench.nstat import TcpCounters
+from .enums import NicKind, RunStatus, SampleStatus
 from .errors import (ConfigError, Interrupted, LaunchError, NotRunnableError, ResourceBusyError, TestbedError)
 from .hosts.base import Host
 from .images.cache import Image, ImageCache
+from .interference import CpuSnapshot, cpu_snapshot, host_load, open_meta, overlapping_runs, refuse_overlap
 from .ledger import Ledger
 from .net.labnet import Attachment, HostLink, LabNet, LabNetwork
 from .net.netns import NetnsExecutor
@@ -74,9 +76,10 @@ class Runner:
     def __init__(self, plan: Plan, *, store: Store, reporter: Reporter | None = None,
                  server_host: Host | None = None, client_host: Host | None = None,
                  run_id: str | None = None, trust_new_host_key: bool = False,
-                 resume: str | None = None, cache: ImageCache | None = None,
+                 resume: str | None = None, cache: ImageCache | None = None, allow_overlap: bool = False,
                  labnet_factory: Callable[[str, str, Ledger], LabNet] | None = None):
         self.plan = plan
+        self.allow_overlap = allow_overlap
         self.store = store
         self.reporter = reporter or Reporter()
         self.resume = resume
@@ -95,6 +98,9 @@ class Runner:
         self.failed_cells: list[str] = []
         self.not_runnable: list[str] = []
         self.done: set[tuple] = set()  # committed (platform, workload, benchmark, point, repetition) when resuming
+        self.overlaps: list[str] = []
+        self._load_since: CpuSnapshot | None = None  # the server host's CPU counters when the trial began
+        self._interference: dict | None = None
 
     @property
     def local_lab(self) -> bool:
@@ -105,8 +111,8 @@ class Runner:
         plan = self.plan
         placement = resolve(plan.model.placement, self.server_host, self.client_host)
         self.placement = placement
-        ledger = Ledger(self.run_id, info={"hosts": [self.server_host.name, self.client_host.name],
-                                          "cpus": placement.server_cpus, "client_cpus": placement.client_cpus})
+        ledger = Ledger(self.run_id, info=open_meta(plan.name, self.server_host.name, placement.server_cpus,
+                                                    self.client_host.name, placement.client_cpus))
         self.ledger = ledger
         status, reason = RunStatus.OK, None
         old = signal.signal(signal.SIGTERM, _interrupt)
@@ -116,6 +122,7 @@ class Runner:
                 stack.callback(self._safety_net, ledger)
                 self._make_platforms(placement)
                 checked = preflight(plan, placement, self.platforms, local_lab=self.local_lab)
+                self.overlaps = self._check_overlap(placement)
                 self.facts = self._facts(placement)
                 self._begin()
                 try:
@@ -163,6 +170,25 @@ class Runner:
             self.store.begin_run(self.run_id, plan.name, str(plan.path), plan.digest,
                                  self.facts.controller["testbed_rev"], self.facts.as_run_provenance())
 
+    def my_cpus(self) -> list[int] | None:
+        """The CPUs this run uses on its server host (None: unpinned, i.e. every CPU)."""
+        p = self.placement
+        if p.server_cpus is None or (p.same_host and p.client_cpus is None):
+            return None
+        return sorted(set(p.server_cpus) | (set(p.client_cpus or []) if p.same_host else set()))
+
+    def _check_overlap(self, placement: Placement) -> list[str]:
+        """Another live testbed run on the same host and CPUs halves both runs' numbers: refuse, or with
+        --allow-overlap say so (every sample then records it and carries the `overlap` flag)."""
+        overlaps = overlapping_runs(paths.ledger_dir(), self.my_cpus(), host=self.server_host.name,
+                                    exclude_run=self.run_id)
+        if overlaps and not self.allow_overlap:
+            refuse_overlap(overlaps, self.server_host.name)
+        for o in overlaps:
+            self.reporter.warn(f"testbed run {o.run_id} (suite {o.suite or '?'}) is live on the same CPUs; "
+                               f"--allow-overlap: measuring anyway, every sample says so")
+        return [o.run_id for o in overlaps]
+
     def _facts(self, placement: Placement) -> RunFacts:
         server = host_facts(self.server_host)
         client = host_facts(self.client_host) if not placement.same_host else None
@@ -170,6 +196,8 @@ class Runner:
                          placement=placement.as_dict(), readiness_poll_ms=POLL_INTERVAL * 1000)
         if self.resume:
             facts.extra["resumed"] = True
+        if self.overlaps:
+            facts.extra["allowed_overlap"] = self.overlaps
         return facts
 
     def _run(self, stack: ExitStack, not_runnable: dict[Cell, str]) -> None:
@@ -323,6 +351,7 @@ class Runner:
                 continue
             label = "warm-up" if rep < 0 else f"{rep + 1}/{reps}"
             self.reporter.phase(f"{platform.name}/{workload.name}: cold start {label}")
+            self._trial_started()
             try:
                 instance, attachment = self._launch_ready(platform, workload)
             except CELL_ERRORS as exc:
@@ -351,6 +380,12 @@ class Runner:
                             self.workdir / "client", watch=watch,
                             **({"connector": self.connector} if self.connector else {}))
         target = Target(instance.address, workload.port, workload.kind)
+        # nstat where a host kernel runs the TCP: the client's namespace, and the server's when its
+        # stack is the host's (native, runc), or the lab host's own interface for a remote server.
+        sides: dict[str, tuple[Host, str | None]] = {"client": (self.client_host, self.client_netns)}
+        server_ns = platform.host_stack_netns(instance.attachment)
+        if server_ns is not None or instance.attachment.nic == NicKind.HOST:
+            sides["server"] = (self.server_host, server_ns)
         reps, warmup = self.plan.repetitions(bench), bench.options.warmup
         for point in bench.points():
             key = point_key(point)
@@ -364,7 +399,11 @@ class Runner:
                 self.reporter.phase(f"{platform.name}/{workload.name}: {bench.name} {point or ''} {label}")
                 died = watch()
                 if died is None:
+                    self._trial_started()
+                    counters = TcpCounters(sides).start() if bench.uses_tcp(point) else None
                     measurements = bench.run(point, target, client)
+                    if counters is not None and rep >= 0:
+                        measurements += counters.measurements(point)
                     died = watch()  # a tool stopped because the instance died says so in its reason too
                 if died is not None:
                     m = Measurement.failed("instance", "-", died, point)
@@ -378,11 +417,23 @@ class Runner:
                 self.reporter.advance()
         return True
 
+    def _trial_started(self) -> None:
+        self._load_since = cpu_snapshot(self.server_host)
+        self._interference = None
+
+    def _trial_interference(self) -> dict:
+        """Host load over the current trial (once per trial, shared by its samples)."""
+        if self._interference is None:
+            self._interference = host_load(self.server_host, since=self._load_since, window=0.05,
+                                           my_run=self.run_id, my_cpus=self.my_cpus())
+        return self._interference
+
     def _store(self, cell: Cell, instance: Instance | None, m: Measurement, point: dict, *, repetition: int) -> None:
         platform = self.platforms[cell.platform]
         prov = sample_provenance(self.facts, platform, self.plan.workloads[cell.workload],
                                  self.plan.benchmarks[cell.benchmark], self.images.get((cell.platform, cell.workload)),
                                  instance, point)
+        prov["interference"] = self._trial_interference()
         if "image_digest" not in prov:  # a cell that never reached its image still says what it is
             prov["image_digest"] = "none"
         self.store.add_sample(self.run_id, platform=cell.platform, workload=cell.workload, benchmark=cell.benchmark,
@@ -402,3 +453,4 @@ def resume_differences(before: dict, now: dict) -> list[str]:
             if a.get(k) != b.get(k):
                 out.append(f"{side}.{k}: {a.get(k)} -> {b.get(k)}")
     return out
+

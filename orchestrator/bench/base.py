@@ -177,6 +177,10 @@ class ColdStartBenchmark(Benchmark):
 class LoadBenchmark(Benchmark):
     """A load generator run against a running instance, per sweep point and repetition."""
 
+    def uses_tcp(self, point: dict) -> bool:
+        """Whether a run at `point` loads the instance over TCP (its retransmissions are then recorded)."""
+        return True
+
     def sweep(self) -> dict[str, list]:
         """Parameters that take several values; the runner measures every combination."""
         return {}

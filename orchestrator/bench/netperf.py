@@ -138,6 +138,9 @@ class Netperf(LoadBenchmark, kind="netperf"):
     workloads = ("netserver",)
     tools = (Tool("netperf", "netperf", ("netperf", "-V"), "netperf benchmark (non-free)"),)
 
+    def uses_tcp(self, point: dict) -> bool:
+        return str(point.get("test", "")).startswith("TCP")
+
     def sweep(self):
         return {"test": self.options.tests, "message_size": self.options.message_sizes}
 

@@ -10,8 +10,12 @@ counters: in the server namespace of such a platform these count only the host s
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from .base import Measurement
+
+if TYPE_CHECKING:
+    from ..hosts.base import Host
 
 # -a absolute values, -z include zero counters, -s do not update nstat's history file
 NSTAT_ARGV = ["nstat", "-a", "-z", "-s"]
@@ -67,3 +71,44 @@ def retransmission_measurements(delta: dict[str, int], side: str, params: dict) 
     if sent > 0 and "TcpRetransSegs" in delta:
         out.append(Measurement(f"tcp_retrans_pct_{side}", 100.0 * delta["TcpRetransSegs"] / sent, "%", dict(params)))
     return out
+
+
+class TcpCounters:
+    """nstat in each namespace before a load run and after it: the run's retransmission metrics.
+
+    `sides` maps 'client' / 'server' to (the host it is on, a namespace or None for the host's own).
+    A side whose counters cannot be read gives one failed sample saying why, never a number."""
+
+    def __init__(self, sides: dict[str, tuple["Host", str | None]]):
+        self.sides = sides
+        self.before: dict[str, dict[str, int] | str] = {}
+
+    @staticmethod
+    def _read(host: "Host", netns: str | None) -> dict[str, int] | str:
+        from ..errors import TestbedError
+
+        try:
+            res = host.run(NSTAT_ARGV, timeout=NSTAT_TIMEOUT, check=False, netns=netns)
+            if not res.ok:
+                return f"nstat exited {res.returncode}: {res.tail()}"
+            return parse_nstat(res.stdout)
+        except (TestbedError, ValueError) as exc:
+            return str(exc)
+
+    def start(self) -> "TcpCounters":
+        self.before = {side: self._read(host, ns) for side, (host, ns) in self.sides.items()}
+        return self
+
+    def measurements(self, params: dict) -> list[Measurement]:
+        out: list[Measurement] = []
+        for side, (host, ns) in self.sides.items():
+            before, after = self.before.get(side, "not read before the run"), self._read(host, ns)
+            if isinstance(before, str) or isinstance(after, str):
+                reason = before if isinstance(before, str) else after
+                out.append(Measurement.failed(f"tcp_retrans_segs_{side}", "count", f"nstat: {reason}", params))
+                continue
+            try:
+                out += retransmission_measurements(counter_delta(before, after), side, params)
+            except ValueError as exc:
+                out.append(Measurement.failed(f"tcp_retrans_segs_{side}", "count", f"nstat: {exc}", params))
+        return out

@@ -93,6 +93,9 @@ class Syscalls(LoadBenchmark, kind="syscalls"):
     workloads = ("sysbench",)
     tools = ()  # the client is in-process
 
+    def uses_tcp(self, point: dict) -> bool:
+        return False  # one control connection; the measured work is system calls inside the instance
+
     def sweep(self):
         return {"test": self.options.tests}
 

@@ -125,3 +125,9 @@ class Platform(Registered, ABC, Generic[O]):
     def provenance(self) -> dict:
         """Platform-level facts for every sample (accelerator, runtime flags)."""
         return {}
+
+    def host_stack_netns(self, attachment: "Attachment") -> str | None:
+        """The namespace whose kernel TCP stack serves the instance, when it is the host's (native,
+        runc): its nstat counters are the server side's. None when the stack is elsewhere (a guest
+        kernel, gVisor's netstack) or unknown."""
+        return None

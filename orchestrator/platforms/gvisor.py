@@ -59,6 +59,10 @@ class Gvisor(OciPlatform[GvisorOptions], kind="gvisor"):
     def global_flags(self) -> list[str]:
         return ["--root", self.state_root, f"--platform={self.options.platform}", f"--network={self.options.network}"]
 
+    def host_stack_netns(self, attachment) -> str | None:
+        # network=sandbox: gVisor's netstack keeps its own counters, the namespace sees none of its TCP
+        return attachment.netns if self.options.network == "host" else None
+
     def provenance(self) -> dict:
         return {"gvisor_platform": self.options.platform, "gvisor_network": self.options.network,
                 "runsc_netns_compat": runsc_needs_netns_compat(self.host)}

@@ -9,6 +9,7 @@ what differs: where the image comes from, how the guest boots, what its console 
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import ClassVar, Generic, Literal, TypeVar
@@ -16,9 +17,9 @@ from typing import ClassVar, Generic, Literal, TypeVar
 from pydantic import Field, model_validator
 
 from ..enums import NicKind
-from ..errors import ConfigError, LaunchError, TestbedError
+from ..errors import ConfigError, LaunchError, NotRunnableError, TestbedError
 from ..images.cache import ImageCache
-from ..net import sriov
+from ..net.sriov import SYSFS, VfLease, VfPool, VfSelector, guest_vf_problem, hostdev_start_error
 from ..net.labnet import Attachment, LabNetwork, random_mac
 from ..tools import Tool
 from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
@@ -28,6 +29,8 @@ from ..virt.domain import BridgeNic, DomainSpec, SriovNic
 from ..virt.lifecycle import create_transient, destroy, domain_running, process_started_monotonic, qemu_pid
 from ..workloads.base import Workload
 from .base import Instance, Platform, PlatformOptions, Timeline, now
+
+log = logging.getLogger(__name__)
 
 # Tools of every libvirt guest platform (each adds its own).
 LIBVIRT_TOOLS = (
@@ -127,7 +130,7 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         super().__init__(name, options, host, ledger, workdir)
         self._conn: Connection | None = None
         self.accel: AccelChoice | None = None
-        self._vfs: sriov.VfAllocator | None = None
+        self._pool: VfPool | None = None
         self._facts: dict = {}  # run-level facts learnt on the way (e.g. the guest kernel)
 
     # --- run-level -----------------------------------------------------------------------
@@ -159,10 +162,28 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
             self._conn.close()
             self._conn = None
 
-    def vf_allocator(self) -> sriov.VfAllocator:
-        if self._vfs is None:
-            self._vfs = sriov.VfAllocator(str(self.options.sriov_pf), ledger=self.ledger)
-        return self._vfs
+    def vf_pool(self) -> VfPool:
+        """The VFs of sriov_pf this platform may lease (NotRunnableError, with the reasons, where SR-IOV
+        cannot be used: no IOMMU, no such PF, no VFs, a VF not isolated, no vfio-pci)."""
+        if self._pool is None:
+            self._pool = VfPool.from_host(SYSFS, [VfSelector(pf=str(self.options.sriov_pf))], ledger=self.ledger)
+        return self._pool
+
+    def not_runnable(self, workload: Workload) -> str | None:
+        if self.options.nic != "sriov":
+            return None
+        try:
+            pool = self.vf_pool()
+        except NotRunnableError as exc:
+            return str(exc)
+        if not pool.candidates:
+            return f"sriov: {self.options.sriov_pf} has no VF this platform may use"
+        problems = [self.vf_problem(vf) for _, vf in pool.candidates]
+        return problems[0] if all(problems) else None
+
+    def vf_problem(self, vf) -> str | None:
+        """Why this platform's guest cannot drive `vf` (its NIC driver), or None."""
+        return guest_vf_problem(self.kind, vf)
 
     def versions(self) -> dict[str, str]:
         try:
@@ -176,10 +197,8 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         if self.options.nic != "sriov":
             return net.bridge_port()
         mac = random_mac()
-        allocator = self.vf_allocator()
-        vf = allocator.allocate(mac, owner=f"{self.ledger.run_id}/{self.name}")
-        return net.adopt(NicKind.SRIOV, mac, device=vf, release=lambda: allocator.release(vf),
-                         facts={"sriov_pf": vf.pf, "sriov_vf": vf.pci_address, "sriov_vf_driver": vf.driver})
+        lease = self.vf_pool().lease(owner=f"{self.ledger.run_id}/{self.name}", mac=mac)  # the PF sets the MAC
+        return net.adopt(NicKind.SRIOV, mac, device=lease, release=lambda: _released(lease), facts=lease.provenance())
 
     def provenance(self) -> dict:
         o = self.options
@@ -205,7 +224,7 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
 
     def nic(self, name: str, attachment: Attachment, octet: str) -> BridgeNic | SriovNic:
         """The guest's NIC for its attachment."""
-        if attachment.nic == NicKind.SRIOV:
+        if attachment.nic == NicKind.SRIOV:  # libvirt (managed='yes') binds the VF to vfio-pci and back
             return SriovNic(attachment.device.pci_address, attachment.mac)
         if not attachment.bridge:
             raise LaunchError(f"{name}: attachment has no host bridge (the platform's attach() gives one)")
@@ -220,11 +239,18 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
             metadata={"run": self.ledger.run_id, "workload": workload.name, "platform": self.name}, **boot,
         )
 
-    def create(self, name: str, xml: str, workdir: Path, timeline: Timeline) -> ConsoleFile:
+    def create(self, name: str, xml: str, workdir: Path, timeline: Timeline, attachment: Attachment) -> ConsoleFile:
         """Define and start the transient domain; `requested` is marked just before libvirt is asked."""
         (workdir / "domain.xml").write_text(xml)
         console = ConsoleFile(workdir / "console.log")
-        create_transient(self.conn, self.ledger, name, xml, before_create=lambda: timeline.mark("requested"))
+        try:
+            create_transient(self.conn, self.ledger, name, xml, before_create=lambda: timeline.mark("requested"))
+        except LaunchError as exc:
+            if attachment.nic == NicKind.SRIOV:  # say what is wrong with the VF, not libvirt's paragraph
+                mine = hostdev_start_error(exc, [attachment.device.pci_address])
+                if mine is not None:
+                    raise mine from exc
+            raise
         return console
 
     def running(self, inst: GuestInstance, provenance: dict) -> GuestInstance:
@@ -232,3 +258,8 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         inst.provenance = provenance
         inst.start_watching()
         return inst
+
+
+def _released(lease: VfLease) -> None:
+    for problem in lease.release():  # restoring MAC/VLAN/driver failed: the VF may need a look by hand
+        log.warning("VF %s: %s", lease.pci_address, problem)

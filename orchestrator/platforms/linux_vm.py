@@ -16,7 +16,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from ..digest import sha256_file
 from ..errors import ConfigError
 from ..images.cache import Image, ImageCache
-from ..images.linux import CONFIG_PATH, guest_image, launch_initrd
+from ..images.linux import CONFIG_PATH, GUEST_MODULES, guest_image, kernel_image, kernel_release, launch_initrd
+from ..net.sriov.guest import guest_vf_problem, sriov_guest_modules
 from ..tools import Tool
 from ..virt.connection import is_local
 from ..virt.console import MARKER_PHASES, Event
@@ -116,8 +117,14 @@ class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
                               f"{o.uri} (try one of: {known})")
 
     # --- images and launches -------------------------------------------------------------
+    def vf_problem(self, vf) -> str | None:
+        kernel = kernel_image(ImageCache())
+        return guest_vf_problem("linux-vm", vf, guest_modules=kernel.file("modules") / kernel_release(kernel))
+
     def image(self, workload: Workload, cache: ImageCache) -> Image:
-        image = guest_image(workload.kind, workload.image_recipe(), cache)
+        # sriov cells' initramfs also carries the VF drivers the guest kernel has (virtio cells stay lean)
+        modules = sriov_guest_modules(kernel_image(cache)) if self.options.nic == "sriov" else GUEST_MODULES
+        image = guest_image(workload.kind, workload.image_recipe(), cache, modules=modules)
         o = self.options
         self._facts["guest_kernel"] = image.file("release").read_text().strip()
         if o.kernel is not None:
@@ -141,7 +148,7 @@ class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
             cmdline=kernel_cmdline(attachment.address, attachment.prefixlen, attachment.gateway, attachment.mac),
             cpuset=None if o.vcpu_pins else o.cpus, hugepages=o.hugepages,
         )
-        console = self.create(name, domain_xml(spec), workdir, timeline)
+        console = self.create(name, domain_xml(spec), workdir, timeline, attachment)
         timeline.mark("process_started")
         inst = LinuxVmInstance(name, attachment, timeline, workdir, self, console)
         return self.running(inst, {"domain": name, "kernel_cmdline": spec.cmdline})

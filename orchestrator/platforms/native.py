@@ -46,6 +46,9 @@ class Native(Platform[NativeOptions], kind="native"):
     tools = (Tool("taskset", "util-linux", ("taskset", "--version"), "native platform (CPU pinning)"),
              Tool("dpkg-query", "dpkg", (), "native platform (package versions)"))
 
+    def host_stack_netns(self, attachment) -> str | None:
+        return attachment.netns
+
     def image(self, workload: Workload, cache: ImageCache) -> Image:
         # Nothing to build: the host's own binaries. Their digest still goes into provenance.
         recipe = workload.image_recipe()

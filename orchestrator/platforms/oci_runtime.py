@@ -8,7 +8,6 @@ container and deletes its state, which is recorded in the ledger before the cont
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
 from ..errors import LaunchError, TestbedError
@@ -60,6 +59,9 @@ class OciPlatform(Platform[O], Generic[O]):
 
     def global_flags(self) -> list[str]:
         return ["--root", self.state_root]
+
+    def host_stack_netns(self, attachment) -> str | None:
+        return attachment.netns  # the container's process uses the host kernel's stack in its namespace
 
     def image(self, workload: Workload, cache: ImageCache) -> Image:
         return rootfs_image(workload.kind, workload.image_recipe(), cache)

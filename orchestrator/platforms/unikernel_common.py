@@ -139,7 +139,7 @@ class UnikernelPlatform(LibvirtGuestPlatform[UO], Generic[UO]):
             self.image(workload, ImageCache())
         except ImageMissingError as exc:
             return str(exc)
-        return None
+        return super().not_runnable(workload)  # nic: sriov needs a VF this unikernel has a driver for
 
     # --- launches --------------------------------------------------------------------------
     def app_cmdline(self, workload: Workload) -> str:
@@ -166,7 +166,7 @@ class UnikernelPlatform(LibvirtGuestPlatform[UO], Generic[UO]):
             nic = self.nic(name, attachment, octet)
             base = self.domain_spec(name, workload, nic, workdir / "console.log", kernel="", initrd="", cmdline="")
             spec, parser, prov = self.boot_spec(image, workload, attachment, base, workdir)
-            console = self.create(name, unikernel_xml(spec), workdir, timeline)
+            console = self.create(name, unikernel_xml(spec), workdir, timeline, attachment)
         except BaseException:
             for f in workdir.glob("*.qcow2"):
                 f.unlink(missing_ok=True)

@@ -41,6 +41,10 @@ FAKE_OUTPUT = {
     "cat /proc/meminfo": "MemTotal:       8000000 kB\n",
     "cat /etc/os-release": 'PRETTY_NAME="Fake OS 1"\n',
 }
+FAKE_FILES = {
+    "/proc/loadavg": "0.50 0.40 0.30 1/100 4242\n",
+    "/proc/stat": "cpu  100 0 50 1000 0 0 0 0 0 0\n" + "".join(f"cpu{i} 25 0 12 250 0 0 0 0 0 0\n" for i in range(4)),
+}
 
 
 @dataclass
@@ -98,7 +102,7 @@ class FakeHost:
         return "0" * 64
 
     def read_text(self, path: str, *, timeout: float = 10) -> str:
-        return ""
+        return FAKE_FILES.get(path, "")
 
 
 # --- lab network ----------------------------------------------------------------------------------

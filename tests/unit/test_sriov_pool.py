@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.errors import LaunchError, NotRunnableError, ResourceBusyError
 from orchestrator.ledger import Ledger, collect_garbage, live_resources, reclaimer_for
-from orchestrator.net.sriov import LEDGER_KIND, VfAllocator, VfPool, VfSelector, host_sriov
+from orchestrator.net.sriov import LEDGER_KIND, VfPool, VfSelector, host_sriov
 from orchestrator.net.sriov.config import bind_driver
 from orchestrator.net.sriov.fake import FakePf, FakeSystem, build_fake_host
 from orchestrator.net.sriov.pool import VfLock, read_record, vf_states
@@ -240,15 +240,6 @@ def test_libvirt_managed_lease_restores_what_libvirt_reattached(tmp_path):
     assert problem == "VF 0000:3b:02.0 is bound to uio_pci_generic now, not to a driver testbed set; left as it is"
     with pytest.raises(ResourceBusyError, match="0000:3b:02.0: not restored after an earlier lease: VF 0000:3b:02.0 is bound"):
         pool.lease(owner="next")
-
-
-def test_compat_allocator(host):
-    a = VfAllocator("ens1f0", sysfs=host.fake.sysfs, ledger=Ledger("compat", host.ledgers))
-    a.pool.system, a.pool.state_dir = host.fake, host.state  # point the shim at the fake host
-    vf = a.allocate("52:54:00:00:00:09", owner="dom")
-    assert host.settings(vf.index)["mac"] == "52:54:00:00:00:09"
-    a.release(vf)
-    assert_pristine(host, vf.index)
 
 
 # --- across processes ------------------------------------------------------------------------
