@@ -87,11 +87,17 @@ def _store(path: str | None, *, create: bool = True):
 @click.option("--allow-overlap", is_flag=True,
               help="Run even while another testbed run is live on the same host and CPUs (refused otherwise); "
                    "every sample then records it and is flagged `overlap`.")
+@click.option("--reprobe", is_flag=True, help="Probe KVM again instead of using the cached accelerator verdict.")
 def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool, resume: str | None,
-        wide: bool, allow_overlap: bool) -> None:
+        wide: bool, allow_overlap: bool, reprobe: bool) -> None:
     """Run SUITE (a YAML file in suites/) and print the comparison table."""
     from .plan import load_plan
     from .runner import Runner
+
+    if reprobe:
+        from .virt.accel import set_reprobe
+
+        set_reprobe()
 
     plan = load_plan(suite)
     if check:
@@ -222,10 +228,17 @@ def report(run_ids: tuple[str, ...], store_path: str | None, output: Path) -> No
 @click.option("--lab", "lab_file", type=click.Path(dir_okay=False, path_type=Path), help="Lab hosts file.")
 @click.option("--format", "fmt_name", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--trust-new-host-key", is_flag=True, help="Accept and remember an unknown SSH host key.")
-def doctor(host: str | None, lab_file: Path | None, fmt_name: str, trust_new_host_key: bool) -> None:
-    """Check a host (default: this one): runtimes, tools and versions, KVM, IOMMU, SR-IOV, hugepages."""
+@click.option("--reprobe", is_flag=True, help="Probe KVM again instead of using the cached accelerator verdict.")
+def doctor(host: str | None, lab_file: Path | None, fmt_name: str, trust_new_host_key: bool, reprobe: bool) -> None:
+    """Check a host (default: this one): runtimes, tools and versions, KVM, IOMMU, SR-IOV, hugepages.
+    The accelerator verdict comes from the probe cache when this boot already probed (--reprobe)."""
     from .hosts.local import LocalHost
     from .provision.doctor import FAIL, run_checks
+
+    if reprobe:
+        from .virt.accel import set_reprobe
+
+        set_reprobe()
 
     if host and host not in ("localhost", "local"):
         from .config.lab import load_lab

@@ -100,7 +100,12 @@ class Registered:
             cls.registry.add(kind, cls)
 
 
-def discover_all(exclude: tuple[str, ...] = ("orchestrator.cli", "orchestrator.testing")) -> None:
+# Never imported by discover_all: the CLI, the test fakes, and the result side (statistics, plots,
+# reports), which defines no checks or reclaimers and costs seconds to import (scipy, matplotlib).
+NOT_DISCOVERED = ("orchestrator.cli", "orchestrator.testing", "orchestrator.results")
+
+
+def discover_all(exclude: tuple[str, ...] = NOT_DISCOVERED) -> None:
     """Import every orchestrator module (for gc's reclaimers and doctor's checks, which live
     beside the code whose resources they know)."""
     root = importlib.import_module("orchestrator")

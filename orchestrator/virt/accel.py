@@ -5,15 +5,22 @@ guest hangs in firmware or early boot. So before the first VM of a run testbed b
 images/linux.probe_image (busybox /init that prints `TESTBED probe-userspace`) as domain
 type `kvm` with a short timeout; no marker means TCG (domain type `qemu`), and the reason,
 with the console evidence, goes into every VM sample's provenance and `testbed doctor`.
+
+The verdict is cached on disk per (boot id, kernel, QEMU and libvirt versions, URI, machine):
+nothing that decides it can change without one of those changing, so every run and doctor after
+the first skip the probe (15 s where KVM hangs). Samples record `accel_cached`; `--reprobe`
+(run, doctor) forces a new probe.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import paths
@@ -48,13 +55,24 @@ class AccelChoice:
     accel: str  # kvm | tcg
     reason: str
     probes: list[ProbeResult]
+    cached: bool = False  # the verdict came from the probe cache (see the module docstring)
+    probed_at: float = field(default_factory=time.time)
 
     @property
     def domain_type(self) -> str:
         return "kvm" if self.accel == "kvm" else "qemu"
 
     def provenance(self) -> dict:
-        return {"accel": self.accel, "accel_reason": self.reason}
+        return {"accel": self.accel, "accel_reason": self.reason, "accel_cached": self.cached}
+
+    def as_dict(self) -> dict:
+        return {"accel": self.accel, "reason": self.reason, "probes": [p.as_dict() for p in self.probes],
+                "probed_at": self.probed_at}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AccelChoice":
+        return cls(d["accel"], d["reason"], [ProbeResult(**p) for p in d.get("probes", [])], True,
+                   d.get("probed_at", 0.0))
 
 
 def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type: str, timeout: float,
@@ -113,12 +131,63 @@ def qemu_errors(message: str) -> str:
 
 
 _CHOICES: dict[str, AccelChoice] = {}
+_REPROBE = False
+
+
+def set_reprobe(value: bool = True) -> None:
+    """`--reprobe`: probe again instead of trusting the cached verdict (this process)."""
+    global _REPROBE
+    _REPROBE = value
+    _CHOICES.clear()
+
+
+def cache_path() -> Path:
+    return paths.cache_dir() / "accel-probes.json"
+
+
+def probe_cache_key(conn: Connection, requested: str, machine: str) -> str:
+    """What the verdict depends on: this boot, the kernel, QEMU and libvirt, the URI and machine."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip() if conn.uri.startswith("qemu:///") else ""
+    except OSError:
+        boot = ""
+    versions = conn.versions()
+    return "|".join([conn.uri, requested, machine, boot, os.uname().release if boot else "",
+                     versions.get("qemu", "?"), versions.get("libvirt", "?")])
+
+
+def _cached(key: str, need_tcg: bool) -> AccelChoice | None:
+    try:
+        entry = json.loads(cache_path().read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    if not entry:
+        return None
+    choice = AccelChoice.from_dict(entry)
+    if need_tcg and choice.accel == "tcg" and not any(p.domain_type == "qemu" for p in choice.probes):
+        return None  # doctor wants TCG confirmed too; this entry never booted a TCG guest
+    return choice
+
+
+def _remember(key: str, choice: AccelChoice) -> None:
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            entries = json.loads(path.read_text())
+        except (OSError, ValueError):
+            entries = {}
+        entries[key] = choice.as_dict()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=1))
+        os.replace(tmp, path)
 
 
 def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested: str = "auto", *,
                  timeout: float = PROBE_TIMEOUT, confirm_tcg: bool = False, machine: str = "pc") -> AccelChoice:
     """auto: KVM if the probe reaches userspace under KVM, else TCG. kvm: the probe must pass.
-    tcg: no probe. The result is remembered per URI for the rest of the process (one run)."""
+    tcg: no probe. The verdict is remembered for the process and cached on disk (cache_path())."""
     if requested not in ("auto", "kvm", "tcg"):
         raise ConfigError(f"accel: {requested!r} is not one of auto, kvm, tcg")
     key = f"{conn.uri}|{requested}"
@@ -126,6 +195,16 @@ def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested:
         return _CHOICES[key]
     if requested == "tcg":
         choice = AccelChoice("tcg", "accel: tcg requested", [])
+        _CHOICES[key] = choice
+        return choice
+    disk_key = probe_cache_key(conn, requested, machine)
+    hit = None if _REPROBE else _cached(disk_key, confirm_tcg)
+    if hit is not None:
+        if requested == "kvm" and hit.accel != "kvm":
+            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.uri}: {hit.reason} (cached "
+                              f"verdict; --reprobe to probe again)")
+        _CHOICES[key] = hit
+        return hit
     else:
         probes: list[ProbeResult] = []
         if not Path("/dev/kvm").exists() and conn.uri.startswith("qemu:///"):
@@ -137,8 +216,10 @@ def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested:
             if kvm.ok:
                 choice = AccelChoice("kvm", reason, probes)
                 _CHOICES[key] = choice
+                _remember(disk_key, choice)
                 return choice
         if requested == "kvm":
+            _remember(disk_key, AccelChoice("tcg", reason, probes))
             raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.uri}: {reason}")
         if confirm_tcg:
             tcg = boot_probe(conn, ledger, cache, "qemu", TCG_PROBE_TIMEOUT, machine=machine)
@@ -147,4 +228,5 @@ def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested:
                 raise LaunchError(f"neither KVM nor TCG guests reach userspace on {conn.uri}: {tcg.evidence}")
         choice = AccelChoice("tcg", reason, probes)
     _CHOICES[key] = choice
+    _remember(disk_key, choice)
     return choice

@@ -53,13 +53,15 @@ def libvirt_checks(host: Host) -> Iterable[Check]:
         finally:
             ledger.close()
         probes = "; ".join(f"{p.domain_type}: {'ok' if p.ok else 'failed'} in {p.seconds:.1f} s" for p in choice.probes)
+        how = f"cached verdict of {time.strftime('%Y-%m-%d %H:%M', time.localtime(choice.probed_at))} (--reprobe " \
+              f"to probe again)" if choice.cached else f"probe {seconds:.1f} s"
         if choice.accel == "kvm":
-            yield Check("accelerator", PASS, f"KVM usable ({choice.reason}); probe {seconds:.1f} s")
+            yield Check("accelerator", PASS, f"KVM usable ({choice.reason}); {how}")
         else:
             present = "present but unusable" if os.path.exists("/dev/kvm") else "absent"
             yield Check("accelerator", WARN,
                         f"KVM {present} ({choice.reason}); VMs will use TCG (emulation; slow, numbers are not "
-                        f"comparable with KVM hosts). Probes: {probes}",
+                        f"comparable with KVM hosts). Probes: {probes}; {how}",
                         "on a lab host enable VT-x/AMD-V (and nested virt for a VM host); accel: tcg to skip the probe")
     finally:
         conn.close()
