@@ -41,9 +41,9 @@ from orchestrator.ledger import Ledger  # noqa: E402
 from orchestrator.net import netns as nn  # noqa: E402
 from orchestrator.net.labnet import LabNet  # noqa: E402
 from orchestrator.net.netns import NetnsExecutor  # noqa: E402
-from orchestrator.platforms.base import Timeline  # noqa: E402
+from orchestrator.timeline import Timeline  # noqa: E402
 from orchestrator.platforms.linux_vm import LinuxVm, LinuxVmOptions  # noqa: E402
-from orchestrator.runner import wait_ready  # noqa: E402
+from orchestrator.readiness import in_netns, wait_ready  # noqa: E402
 from orchestrator.virt import accel as accel_mod  # noqa: E402
 from orchestrator.virt.connection import Connection  # noqa: E402
 from orchestrator.virt.domain import kernel_cmdline  # noqa: E402
@@ -57,14 +57,14 @@ def build_times() -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory(prefix="testbed-vmbench-cache-") as tmp:
         cache = ImageCache(Path(tmp))
         t = time.monotonic()
-        linux.guest_image(Redis(), cache)
+        linux.guest_image("redis", Redis().image_recipe(), cache)
         cold = time.monotonic() - t
         shutil.rmtree(next(Path(tmp).glob("linux-guest-*")))
         t = time.monotonic()
-        img = linux.guest_image(Redis(), cache)
+        img = linux.guest_image("redis", Redis().image_recipe(), cache)
         guest_only = time.monotonic() - t
         t = time.monotonic()
-        again = linux.guest_image(Redis(), cache)
+        again = linux.guest_image("redis", Redis().image_recipe(), cache)
         cached = time.monotonic() - t
         assert not img.cache_hit and again.cache_hit
         return cold, guest_only, cached
@@ -90,10 +90,10 @@ def libvirt_runs(n: int, labnet: LabNet, ledger: Ledger, client: NetnsExecutor, 
         platform.prepare()
         image = platform.image(wl, ImageCache())
         for _ in range(n):
-            att = labnet.attach_vm()
+            att = labnet.bridge_port()
             inst = platform.launch(image, wl, att, Timeline())
             try:
-                wait_ready(inst, wl, client, READY_TIMEOUT)
+                wait_ready(inst, wl, in_netns(client), READY_TIMEOUT)
                 out.append({"startup_ms": inst.timeline.startup_ms, **inst.timeline.since_requested_ms(),
                             **{f"guest.{k}": v for k, v in inst.timeline.guest.items()}})
             finally:
@@ -106,11 +106,11 @@ def libvirt_runs(n: int, labnet: LabNet, ledger: Ledger, client: NetnsExecutor, 
 
 def bare_runs(n: int, labnet: LabNet, ledger: Ledger, client: NetnsExecutor, workdir: Path, accel: str) -> list[float]:
     wl = Redis()
-    image = linux.guest_image(wl, ImageCache())
+    image = linux.guest_image(wl.kind, wl.image_recipe(), ImageCache())
     labnet._ensure_host_bridge()
     results = []
     for i in range(n):
-        att = labnet.attach_vm()
+        att = labnet.bridge_port()
         d = workdir / f"bare{i}"
         (d / "config").mkdir(parents=True, exist_ok=True)
         wl.write_config(d / "config", config_path=linux.CONFIG_PATH)
