@@ -135,3 +135,29 @@ def test_disk_filling_during_a_run_is_one_line_and_keeps_what_was_committed(tmp_
     assert samples >= before and status == "failed" and "disk is full" in reason, (status, reason)
     assert sorted(os.listdir(small_fs)) == ["r.sqlite", "r.sqlite-shm", "r.sqlite-wal"] or \
         sorted(os.listdir(small_fs)) == ["r.sqlite"]  # the reserve was an unnamed file
+
+
+def test_sigkilled_run_resumes_with_no_duplicate_and_no_missing_repetition(tmp_path):
+    """SIGKILL mid-run, `testbed gc` (the run shows as killed), then `testbed run --resume`: the run
+    completes in place, every repetition exactly once."""
+    store = tmp_path / "r.sqlite"
+    reps = 12
+    proc, run_id, before = start_run(tmp_path, store, reps=reps, min_samples=10)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert run_cli("gc", "--store", str(store), timeout=120).returncode == 0
+    assert runs(store)[0][1] == "killed" and leftovers(run_id) == []
+    res = run_cli("run", str(write_suite(tmp_path, reps)), "--store", str(store), "--resume", run_id, timeout=300)
+    assert res.returncode == 0, res.stderr
+    con = sqlite3.connect(store)
+    try:
+        reps_seen = [r for (r,) in con.execute("SELECT repetition FROM samples WHERE run_id=? AND metric='startup_ms' "
+                                                "AND status='ok' ORDER BY repetition", (run_id,))]
+        status, prov = con.execute("SELECT status, provenance FROM runs WHERE run_id=?", (run_id,)).fetchone()
+    finally:
+        con.close()
+    assert reps_seen == list(range(reps))  # none missing, none twice
+    assert status == "ok" and '"resumed"' in prov
+    assert leftovers(run_id) == []
+    again = run_cli("run", str(write_suite(tmp_path, reps + 1)), "--store", str(store), "--resume", run_id)
+    assert again.returncode == 2 and "changed since that run" in again.stderr and "Traceback" not in again.stderr
