@@ -105,7 +105,7 @@ def sample_provenance(run: RunFacts, platform: "Platform", workload: "Workload",
         "workload_options": workload.options.model_dump(mode="json"),
         "benchmark_kind": bench.kind,
         "benchmark_options": bench.options.model_dump(mode="json"),
-        "tools": run.tools,
+        "tools": _tools(run.tools, workload, image),
         "placement": {**run.placement, "server_cpus": platform.options.cpus},
         "readiness_poll_ms": run.readiness_poll_ms,
         "point_key": point_key(point),
@@ -118,6 +118,17 @@ def sample_provenance(run: RunFacts, platform: "Platform", workload: "Workload",
         prov.update(instance.attachment.facts)
         prov.update(instance.provenance)
     return prov
+
+
+def _tools(tools: dict[str, str], workload: "Workload", image: "Image | None") -> dict[str, str]:
+    """The run's tool versions, except that an imported image (a unikernel built by the user) carries
+    its own application: its server's version is the one found in the image ("unknown" if none was),
+    never the host's binary's."""
+    if image is None or not image.file_sha256:
+        return tools
+    from .images.imported import imported_app_version
+
+    return {**tools, **{t.name: imported_app_version(image, t.name) for t in workload.tools}}
 
 
 def point_key(point: dict) -> str:

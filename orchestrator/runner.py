@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import paths
+from .paths import inside_home
 from .bench.base import ClientSide, ColdStartBenchmark, LoadBenchmark, Measurement, Target
 from .bench.nstat import TcpCounters
 from .enums import NicKind, RunStatus, SampleStatus
@@ -34,7 +35,7 @@ from .platforms.base import Instance, Platform
 from .preflight import preflight
 from .provenance import RunFacts, controller_facts, host_facts, point_key, sample_provenance
 from .readiness import POLL_INTERVAL, SocketFactory, plain_socket, wait_ready
-from .results.store import Store
+from .results.store import Store, StoreError
 from .timeline import Timeline
 from .workloads.base import Workload
 
@@ -89,7 +90,7 @@ class Runner:
                                                      trust_new_host_key)
         self.client_host = client_host or host_named(pm.client_host, plan.model.lab.lab_file, plan.path,
                                                      trust_new_host_key)
-        self.workdir = paths.runs_dir() / self.run_id
+        self.workdir = inside_home(paths.runs_dir() / self.run_id)  # a --resume id is a name, never a path
         self.cache = cache or ImageCache()
         self.labnet_factory = labnet_factory or LabNet
         self.platforms: dict[str, Platform] = {}
@@ -142,10 +143,19 @@ class Runner:
                     if status == RunStatus.OK and self.failed_cells:
                         status, reason = RunStatus.FAILED, f"{len(self.failed_cells)} cell(s) failed: " + \
                             "; ".join(self.failed_cells)
-                    self.store.end_run(self.run_id, status, reason)
+                    self._end_run(status, reason)
         finally:
             signal.signal(signal.SIGTERM, old)
         return RunOutcome(self.run_id, status, self.samples, self.failed_cells, self.not_runnable, reason)
+
+    def _end_run(self, status: RunStatus, reason: str | None) -> None:
+        """Record how the run ended; a store that fails now (full disk) must not hide the first error."""
+        try:
+            self.store.end_run(self.run_id, status, reason)
+        except StoreError as exc:
+            if status == RunStatus.OK:
+                raise
+            log.error("could not record run %s as %s: %s", self.run_id, status, exc)
 
     def _begin(self) -> None:
         plan = self.plan
@@ -231,6 +241,8 @@ class Runner:
         for platform, workload in dict.fromkeys((c.platform, c.workload) for c in runnable):
             self.reporter.phase(f"image for {platform}/{workload}")
             image = self.platforms[platform].image(self.plan.workloads[workload], self.cache)
+            if image.rebuilt_reason:
+                self.reporter.warn(f"image for {platform}/{workload}: {image.rebuilt_reason}")
             if not image.cache_hit and image.build_seconds:
                 self.reporter.phase(f"built {image.kind} image {image.name} in {image.build_seconds:.1f} s")
             self.images[(platform, workload)] = image

@@ -9,12 +9,14 @@ port, a tap, an adopted VF), and `launch()` starts the workload there. Everythin
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..paths import inside_home
 from ..registry import Registered, Registry
 from ..timeline import PHASES, Timeline, now
 from ..tools import Tool, version_line
@@ -79,6 +81,14 @@ class Platform(Registered, ABC, Generic[O]):
         self.host = host
         self.ledger = ledger
         self.workdir = workdir
+
+    def launch_dir(self, name: str) -> Path:
+        """A fresh scratch directory for one launch under this platform's run directory; never a path
+        outside TESTBED_HOME, whatever a name in the suite says."""
+        path = inside_home(self.workdir / name)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
 
     @classmethod
     def tools_for(cls, options: PlatformOptions) -> tuple[Tool, ...]:

@@ -10,7 +10,6 @@ what differs: where the image comes from, how the guest boots, what its console 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import ClassVar, Generic, Literal, TypeVar
 
@@ -212,15 +211,12 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
     def domain_name(self, workload: Workload, octet: str) -> str:
         return f"tb-{self.ledger.run_id}-{workload.name}-{octet}"
 
-    def launch_dir(self, workload: Workload, attachment: Attachment) -> tuple[str, str, Path]:
+    def guest_dir(self, workload: Workload, attachment: Attachment) -> tuple[str, str, Path]:
         """(domain name, address octet, fresh work directory) of a launch; prepares the run first."""
         self.prepare()
         octet = str(attachment.address).rsplit(".", 1)[1]
         name = self.domain_name(workload, octet)
-        workdir = self.workdir / name
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        return name, octet, workdir
+        return name, octet, self.launch_dir(name)
 
     def nic(self, name: str, attachment: Attachment, octet: str) -> BridgeNic | SriovNic:
         """The guest's NIC for its attachment."""

@@ -135,7 +135,7 @@ class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
         o = self.options
-        name, octet, workdir = self.launch_dir(workload, attachment)
+        name, octet, workdir = self.guest_dir(workload, attachment)
         config_dir = workdir / "config"
         config_dir.mkdir()
         workload.write_config(config_dir, config_path=CONFIG_PATH)

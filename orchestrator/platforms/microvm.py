@@ -19,7 +19,6 @@ The accelerator is the shared probe's verdict (virt/accel.py), recorded in every
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -151,10 +150,9 @@ class Microvm(Platform[MicrovmOptions], kind="microvm"):
     def launch(self, image: Image, workload: Workload, attachment: Attachment, timeline: Timeline) -> Instance:
         self.prepare()
         name = f"microvm-{workload.name}-{str(attachment.address).rsplit('.', 1)[1]}"
-        workdir = self.workdir / name
-        shutil.rmtree(workdir, ignore_errors=True)
+        workdir = self.launch_dir(name)
         config_dir = workdir / "config"
-        config_dir.mkdir(parents=True)
+        config_dir.mkdir()
         workload.write_config(config_dir, config_path=CONFIG_PATH)
         initrd = launch_initrd(image.file("initrd"), workdir / "initrd.img", config_dir,
                                workload.guest_argv(CONFIG_PATH))

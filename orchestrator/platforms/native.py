@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from ..hosts.base import Host, Process
@@ -63,9 +62,7 @@ class Native(Platform[NativeOptions], kind="native"):
                      True, 0.0, {"packages": package_versions(self.host, recipe.packages)})
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
-        workdir = self.workdir / f"{workload.name}-{attachment.address}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+        workdir = self.launch_dir(f"{workload.name}-{attachment.address}")
         config_dir = workdir / "config"
         config_dir.mkdir()
         workload.write_config(config_dir, config_path=str(config_dir))

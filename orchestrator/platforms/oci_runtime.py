@@ -7,7 +7,6 @@ container and deletes its state, which is recorded in the ledger before the cont
 
 from __future__ import annotations
 
-import shutil
 from typing import ClassVar, Generic, TypeVar
 
 from ..errors import LaunchError, TestbedError
@@ -68,10 +67,9 @@ class OciPlatform(Platform[O], Generic[O]):
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
         cid = f"{attachment.netns}-{workload.name}"
-        workdir = self.workdir / cid
-        shutil.rmtree(workdir, ignore_errors=True)
+        workdir = self.launch_dir(cid)
         config_dir = workdir / "config"
-        config_dir.mkdir(parents=True)
+        config_dir.mkdir()
         workload.write_config(config_dir, config_path=CONFIG_MOUNT)
         spec = oci_config(rootfs=str(image.file("rootfs")), args=workload.argv(CONFIG_MOUNT), hostname=workload.kind,
                           netns_path=str(NETNS_DIR / attachment.netns), config_dir=config_dir, cpus=self.options.cpus)

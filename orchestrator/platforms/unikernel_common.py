@@ -161,7 +161,7 @@ class UnikernelPlatform(LibvirtGuestPlatform[UO], Generic[UO]):
         return f"tb-{self.ledger.run_id}-{self.kind}-{workload.name}-{octet}"
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
-        name, octet, workdir = self.launch_dir(workload, attachment)
+        name, octet, workdir = self.guest_dir(workload, attachment)
         try:
             nic = self.nic(name, attachment, octet)
             base = self.domain_spec(name, workload, nic, workdir / "console.log", kernel="", initrd="", cmdline="")
