@@ -284,6 +284,41 @@ def provision(hosts: tuple[str, ...], lab_file: Path | None, tags: str | None, t
 
 
 @cli.command()
+@click.argument("hosts", nargs=-1)
+@click.option("--lab", "lab_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Lab hosts file (which hosts, how to reach them, their nightly store).")
+@click.option("--store", "store_path", help="The controller's result store to merge into (default: $TESTBED_HOME/"
+                                            "results.sqlite).")
+@click.option("--remote-store", help="The store's path on each host (default: the host's nightly.store, else "
+                                     "/var/lib/testbed/results.sqlite).")
+@click.option("--trust-new-host-key", is_flag=True, help="Accept and remember unknown SSH host keys.")
+def collect(hosts: tuple[str, ...], lab_file: Path, store_path: str | None, remote_store: str | None,
+            trust_new_host_key: bool) -> None:
+    """Copy each lab host's result store over SSH (checksummed) and merge its finished runs into this
+    store, as RUN@HOST; collecting twice adds nothing. compare, history and report work on them."""
+    from .config.lab import load_lab
+    from .hosts.ssh import SshHost
+    from .results.collect import DEFAULT_REMOTE_STORE, collect as collect_host
+
+    lab = load_lab(lab_file)
+    target = _store(store_path)
+    failures = []
+    for cfg in lab.select(list(hosts) or None):
+        schedule = cfg.nightly_schedule  # None when the host runs no nightly suites; its store may still be set
+        configured = (schedule.store if schedule is not None else None) or (cfg.nightly.store if cfg.nightly else None) \
+            or (lab.model.nightly.store if lab.model.nightly else None)
+        path = remote_store or configured or DEFAULT_REMOTE_STORE
+        with SshHost.from_lab(cfg, trust_new=trust_new_host_key) as host:
+            try:
+                console.print(collect_host(host, path, target).line(), highlight=False)
+            except TestbedError as exc:
+                failures.append(str(exc))
+                err_console.print(f"[red]{exc}[/red]", highlight=False)
+    if failures:
+        raise TestbedError(f"collect: {len(failures)} host(s) not collected; first: {failures[0]}")
+
+
+@cli.command()
 @click.option("--all", "include_live", is_flag=True, help="Also reclaim resources of runs that still look alive.")
 @click.option("--runs-older-than", "runs_older_than", metavar="DURATION",
               help="Also remove per-run scratch directories ($TESTBED_HOME/runs/ID) untouched for DURATION "

@@ -76,6 +76,10 @@ class Host(Protocol):
 
     def put(self, local: Path, remote: str, *, timeout: float) -> None: ...
 
+    def get(self, remote: str, local: Path, *, timeout: float) -> None:
+        """Copy a file from this host to the controller."""
+        ...
+
     def put_tree(self, local: Path, remote: str, *, timeout: float) -> None:
         """Make the directory tree `local` exist at `remote` on this host (files copied only when their
         content differs, checksummed)."""

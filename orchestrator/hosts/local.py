@@ -77,6 +77,9 @@ class LocalHost:
         if Path(local).resolve() != Path(remote).resolve():
             shutil.copyfile(local, remote)
 
+    def get(self, remote: str, local: Path, *, timeout: float) -> None:
+        shutil.copyfile(remote, local)
+
     def put_tree(self, local: Path, remote: str, *, timeout: float) -> None:
         if Path(local).resolve() != Path(remote).resolve():
             shutil.copytree(local, remote, symlinks=True, dirs_exist_ok=True)

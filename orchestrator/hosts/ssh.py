@@ -319,6 +319,20 @@ class SshHost:
             raise SshError(f"{self._where()}: {remote} has sha256 {got or '?'} after the copy, expected {want}")
         self.run(["mv", "-f", "--", part, remote], timeout=30)
 
+    def get(self, remote: str, local: Path, *, timeout: float) -> None:
+        """Copy a file from the host with SFTP; the caller compares checksums (the remote file may be
+        the one thing that differs between two reads)."""
+        client = self.connect()
+        try:
+            sftp = client.open_sftp()
+            try:
+                sftp.get_channel().settimeout(timeout)
+                sftp.get(remote, str(local))
+            finally:
+                sftp.close()
+        except (OSError, paramiko.SSHException) as exc:
+            raise SshError(f"{self._where()}: copying {remote} from the host failed: {exc}") from None
+
     def _sha256(self, path: str, timeout: float) -> str | None:
         res = self.run(["sha256sum", "--", path], timeout=timeout, check=False)
         fields = res.stdout.split()

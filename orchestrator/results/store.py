@@ -337,3 +337,24 @@ class Store:
             r[10] = json.loads(r[10])
             r[13] = json.loads(r[13])
             yield SampleRow(*r)
+
+    # --- collected runs (testbed collect) ------------------------------------------------
+    def insert_collected(self, run: dict, samples: list[tuple]) -> None:
+        """A finished run copied from another host's store, under its collected id, with its samples
+        (run_id, measured, platform, workload, benchmark, metric, value, unit, repetition, params,
+        status, reason, provenance) in one transaction: a run is merged whole or not at all."""
+        with self._guard(f"merging collected run {run['run_id']}"):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("INSERT INTO runs (run_id, suite, suite_path, suite_hash, started, finished, status,"
+                                " reason, testbed_rev, provenance) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                (run["run_id"], run["suite"], run["suite_path"], run["suite_hash"], run["started"],
+                                 run["finished"], run["status"], run["reason"], run["testbed_rev"],
+                                 json.dumps(run["provenance"])))
+                self.db.executemany("INSERT INTO samples (run_id, measured, platform, workload, benchmark, metric,"
+                                    " value, unit, repetition, params, status, reason, provenance)"
+                                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", samples)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise

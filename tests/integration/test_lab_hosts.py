@@ -654,3 +654,41 @@ matrix: [{{platforms: [native], workloads: [redis], benchmarks: [setget]}}]
     assert rps and all(r.value > 0 for r in rps)
     prov = rps[0].provenance
     assert prov["placement"]["server_host"] == "a" and prov["placement"]["client_host"] == "b", prov
+
+
+def test_collect_merges_both_hosts_stores_once(lab: Lab, known_hosts: Path, tmp_path: Path):
+    """`testbed collect` over SSH from the two test hosts (they share this machine's files, so each
+    host's "store" is its own file here): both merged, as RUN@HOST; a second collect adds nothing."""
+    from orchestrator.results.store import Store
+
+    stores = {}
+    for node in (lab.a, lab.b):
+        path = tmp_path / f"store-{node.name}.sqlite"
+        s = Store(path)
+        s.begin_run(f"run{node.name}01", "quickstart", "suites/quickstart.yaml", "h" * 64, "rev",
+                    {"server": {"host": node.name}})
+        s.add_sample(f"run{node.name}01", platform="native", workload="redis", benchmark="boot", metric="startup_ms",
+                     value=12.5, unit="ms", repetition=0, params={}, status="ok", reason=None,
+                     provenance={"host": {"host": node.name}, "testbed_rev": "rev", "suite_hash": "h" * 64,
+                                 "image_digest": "d"})
+        s.end_run(f"run{node.name}01", "ok")
+        s.close()
+        stores[node.name] = path
+    lab_path = lab.write_lab("collect", [
+        lab.host_entry(lab.a, known_hosts, nightly={"suites": [], "store": str(stores["a"])}),
+        lab.host_entry(lab.b, known_hosts, host_key_fingerprint=fingerprint(lab.b.host_key()),
+                       nightly={"suites": [], "store": str(stores["b"])})])
+    target = tmp_path / "controller.sqlite"
+    res = run_cli_here("collect", "--lab", str(lab_path), "--store", str(target))
+    assert res.returncode == 0, res.stderr
+    assert "a: merged 1 run(s) (runa01@a)" in res.stdout and "b: merged 1 run(s) (runb01@b)" in res.stdout
+    again = run_cli_here("collect", "--lab", str(lab_path), "--store", str(target))
+    assert again.returncode == 0 and "merged 0 run(s)" in again.stdout
+    assert sorted(r["run_id"] for r in Store(target).runs()) == ["runa01@a", "runb01@b"]
+    shown = run_cli_here("results", "runa01@a", "--store", str(target))
+    assert shown.returncode == 0 and "startup_ms" in shown.stdout
+
+
+def run_cli_here(*args: str):
+    return subprocess.run([str(TESTBED), *args], capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "COLUMNS": "200"})
