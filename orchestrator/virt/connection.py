@@ -27,12 +27,17 @@ CALL_TIMEOUT = 30.0
 DAEMON_START_TIMEOUT = 30.0
 
 try:
-    import libvirt  # type: ignore
+    import libvirt
 
     # libvirt prints every error to stderr by default; testbed reports them itself.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    _LIBVIRT_ERROR: tuple[type[BaseException], ...] = (libvirt.libvirtError,)
 except ImportError:  # pragma: no cover - the dependency is in pyproject.toml
     libvirt = None
+    _LIBVIRT_ERROR = ()
+
+# What a libvirt call can fail with here: libvirt's own error, our timeout, the socket.
+LIBVIRT_ERRORS: tuple[type[BaseException], ...] = (*_LIBVIRT_ERROR, CommandTimeout, OSError)
 
 
 def require_libvirt():
@@ -204,8 +209,8 @@ class Connection:
         try:
             if self.call(self.conn.isAlive, what="isAlive", timeout=10):
                 return
-        except Exception:
-            pass
+        except LIBVIRT_ERRORS:
+            pass  # a dead connection: reopened below
         log.warning("libvirt connection to %s was lost; reconnecting", self.uri)
         self.conn = open_connection(self.uri, timeout=self.timeout)
 
@@ -247,5 +252,5 @@ class Connection:
     def close(self) -> None:
         try:
             with_timeout(self.conn.close, timeout=self.timeout, what="close")
-        except Exception:
-            pass
+        except LIBVIRT_ERRORS:
+            pass  # closing a connection libvirtd already dropped

@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..errors import LaunchError
 from ..ledger import Ledger, Reclaimer
-from .connection import Connection, one_line, require_libvirt
+from .connection import LIBVIRT_ERRORS, Connection, one_line, require_libvirt
 
 CREATE_TIMEOUT = 60.0
 QEMU_RUN_DIR = Path("/var/run/libvirt/qemu")
@@ -50,7 +50,7 @@ def domain_running(conn: Connection, name: str) -> bool:
     try:
         dom = conn.lookup(name)
         return dom is not None and bool(conn.call(dom.isActive, what=f"isActive {name}", timeout=10))
-    except Exception:
+    except LIBVIRT_ERRORS:  # a domain libvirt cannot answer for is not running as far as a run can tell
         return False
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, leftovers
+from orchestrator import paths
 from orchestrator.errors import LaunchError, NotReadyError
 from orchestrator.hosts.local import LocalHost
 from orchestrator.images.cache import ImageCache
@@ -60,7 +61,8 @@ class Run:
         self.ledger = Ledger(self.run_id)
         self.labnet = LabNet(self.run_id, SUBNET, self.ledger)
         self.labnet.create()
-        self.platform = LinuxVm("vm", LinuxVmOptions(**options), LocalHost(), self.ledger, tmp_path / "runs")
+        self.platform = LinuxVm("vm", LinuxVmOptions(**options), LocalHost(), self.ledger,
+                                paths.runs_dir() / self.run_id)
         self.client = NetnsExecutor(self.labnet.client_ns)
         self.instances = []
 
@@ -297,7 +299,7 @@ def start_vm_process(tmp_path):
     run_id = "v" + uuid.uuid4().hex[:5]
     script = tmp_path / "vm_process.py"
     script.write_text(SIGINT_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), run_id, str(tmp_path / "runs")], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, str(script), run_id, str(paths.runs_dir() / run_id)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return run_id, proc
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from helpers import leftovers, run_cli
 
+from orchestrator import paths
 from orchestrator.plan import load_plan
 from orchestrator.images.cache import ImageCache
 from orchestrator.images.imported import BlkSource, import_image
@@ -187,7 +188,7 @@ def test_instance_stops_a_finished_guest_and_says_why(tmp_path, fixture, kind, r
 
     cls = Platform.registry.get(kind)
     ledger = Ledger(f"unikfin{os.getpid()}", tmp_path / "ledger")
-    platform = cls(kind, cls.Options(accel="tcg"), LocalHost(), ledger, tmp_path / "work")
+    platform = cls(kind, cls.Options(accel="tcg"), LocalHost(), ledger, paths.runs_dir() / f"unikfin{os.getpid()}")
     name = f"tb-unikfin-{os.getpid()}-{kind}"
     ledger.acquire("domain", name, uri="qemu:///system")
     console_path = tmp_path / "console.log"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import multiboot_elf, osv_usr_img, run_cli
 
+from orchestrator import paths
 from orchestrator.plan import load_plan
 from orchestrator.errors import ConfigError
 from orchestrator.hosts.local import LocalHost
@@ -98,7 +99,8 @@ def base_spec(tmp_path: Path, name: str = "tb-abc123-osv-redis-5") -> DomainSpec
 
 
 def platform(cls, tmp_path: Path, **options):
-    return cls(cls.kind, cls.Options(**options), LocalHost(), Ledger("unit", tmp_path / "ledger"), tmp_path / "work")
+    return cls(cls.kind, cls.Options(**options), LocalHost(), Ledger("unit", tmp_path / "ledger"),
+               paths.runs_dir() / f"unit-{tmp_path.name}")
 
 
 # --- image import -----------------------------------------------------------------------------
