@@ -112,6 +112,16 @@ def collect(store_path: Path, runs: int) -> None:
             return
 
 
+def parse_noise(text: str) -> Noise:
+    try:
+        parts = [float(x) for x in text.split(":")]
+        cv, drift = parts[0], parts[1]
+        reps = int(parts[2]) if len(parts) > 2 else 5
+    except (ValueError, IndexError):
+        raise SystemExit(f"--noise {text!r}: expected CV:DRIFT[:REPS], e.g. 0.03:0.01") from None
+    return Noise(f"cv {cv:.1%}, drift {drift:.1%}", cv, drift, reps)
+
+
 # --- synthetic histories --------------------------------------------------------------------
 
 def night(rng: np.random.Generator, noise: Noise, level: float, drift_dist: str) -> tuple[float, list[float]]:
@@ -236,16 +246,23 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--edivisive-p", type=float, nargs="+", default=[0.01],
                     help="E-divisive max p-values to try (apache-otava is slow: ~3x PELT per verdict)")
+    ap.add_argument("--noise", action="append", metavar="CV:DRIFT[:REPS]",
+                    help="simulate this noise instead of the store's, e.g. 0.03:0.01 for a quiet lab host "
+                         "(repeatable: each history draws one)")
     ap.add_argument("--sweep", action="store_true",
                     help="also tabulate the defaults over a grid of within-run CV and between-night drift")
     ap.add_argument("--methods", default="pelt,binseg,edivisive", help="comma-separated detectors to compare")
     args = ap.parse_args()
 
-    noises = measure_noise(args.store) if args.store.is_file() else []
-    if not noises and args.collect > 0:
-        collect(args.store, args.collect)
+    if args.noise:
+        noises = [parse_noise(text) for text in args.noise]
+        source = "given with --noise"
+    else:
         noises = measure_noise(args.store) if args.store.is_file() else []
-    source = f"measured in {args.store}"
+        if not noises and args.collect > 0:
+            collect(args.store, args.collect)
+            noises = measure_noise(args.store) if args.store.is_file() else []
+        source = f"measured in {args.store}"
     if not noises:
         noises = [Noise(*n) for n in DEFAULT_NOISE]
         source = "DOCUMENTED DEFAULTS (the store is too thin and no run could be made)"

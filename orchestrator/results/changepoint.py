@@ -6,12 +6,15 @@ alarms; everything here works on the nightly medians first and uses the raw samp
 second, required confirmation.
 
 1. Segment the nights (log scale, standardised by a robust between-night noise estimate) with
-   ruptures' PELT or Binseg, minimum segment 2 nights, so a single odd night in the past is never
-   a change point.
-2. Candidates for "the latest change": (a) tonight alone against the last segment of the earlier
-   nights (a change that appeared tonight cannot yet be a 2-night segment), and (b) the last
-   change point of the whole series when its segment reaches tonight. The candidate with the
-   smaller p-value is kept; tonight must sit on the "after" side of it.
+   ruptures' PELT (or Binseg), minimum segment 2 nights, then merge away every split the nightly
+   t-test does not support (Otava's merge step), so a single odd night in the past is not a
+   change point and tonight's baseline is not cut short by a spurious one.
+2. Candidates for "the latest change": tonight alone, and the last two nights, each against the
+   last segment of the nights before them (a change that appeared tonight or yesterday cannot be
+   a 2-night segment of the history yet); and the detector's last change point when its segment
+   reaches tonight (a regression that persists). Alpha is split between them by Bonferroni
+   (ALPHA_SHARES); the searched one also pays for the split points it was chosen among. Tonight
+   must sit on the "after" side of a candidate; the most significant one is kept.
 3. Confirmation: Student's t on the log nightly medians of the two segments (pooled variance,
    floored at the within-run standard error of a median: zero spread is not precision) and
    Mann-Whitney U on the raw samples of the two segments. In the default mode both must agree
@@ -48,7 +51,7 @@ class DetectorConfig:
     """How change points are found and confirmed (defaults chosen from benchmarks/detection_power.py)."""
 
     method: str = "pelt"      # pelt | binseg | edivisive (apache-otava, optional)
-    penalty: float = 3.0      # PELT/Binseg penalty, times ln(n), on the standardised log series
+    penalty: float = 5.0      # PELT/Binseg penalty, times ln(n), on the standardised log series
     confirm: str = "both"     # both | nights | raw: which test(s) must reject
     alpha: float = 0.02       # false-discovery rate across a night's series (Benjamini-Hochberg)
     min_size: int = MIN_SIZE
