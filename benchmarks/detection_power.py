@@ -34,13 +34,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.errors import TestbedError  # noqa: E402
 from orchestrator.results.changepoint import (  # noqa: E402
-    DetectorConfig, candidates, classify, decisive_p, select, within_se)
+    DetectorConfig, candidates, classify, decisive_p, noise_scale, select, within_se)
 from orchestrator.results.history import extract_series, open_store  # noqa: E402
 from orchestrator.results.store import suite_names  # noqa: E402
 
@@ -90,10 +89,10 @@ def measure_noise(store_path: Path) -> list[Noise]:
             y = np.log([n.median for n in nights])
             # Robust between-night SD (MAD of night-to-night differences / sqrt 2): a level shift
             # in the store (another tenant's load, a real change) does not count as noise.
-            robust = float(stats.median_abs_deviation(np.diff(y), scale="normal")) / math.sqrt(2)
+            robust = noise_scale(y, 0.0)
             reps = int(np.median([len(r) for r in raw]))
-            out.append(Noise(f"{s.key.platform} {s.key.workload} {s.key.benchmark} {s.key.metric} {s.key.point}".strip(),
-                             float(np.median(cvs)), math.sqrt(max(robust ** 2 - se ** 2, 0.0)), reps,
+            name = f"{s.key.platform} {s.key.workload} {s.key.benchmark} {s.key.metric} {s.key.point}".strip()
+            out.append(Noise(name, float(np.median(cvs)), math.sqrt(max(robust ** 2 - se ** 2, 0.0)), reps,
                              math.sqrt(max(float(np.var(y, ddof=1)) - se ** 2, 0.0)), len(nights)))
     store.close()
     return out
@@ -197,7 +196,7 @@ def rates(all_cases: list[Case], found: list[list[list]], d: Decision) -> dict[s
             c = select(cands, d.confirm)
             v = classify(c, decisive_p(c, d.confirm) if c else 1.0, d.alpha, d.threshold, "lower")
             # a step must name its first night; a creep is found when flagged at all
-            if v == "regression" and (case.kind == "creep" or c.first_night == case.first_changed):
+            if v == "regression" and c is not None and (case.kind == "creep" or c.first_night == case.first_changed):
                 detected = True
                 break
         tally = counts.setdefault(case.kind, [0, 0])
@@ -300,7 +299,7 @@ def main() -> int:
             t0 = time.perf_counter()
             found = found_candidates(all_cases, cfg)
             secs = time.perf_counter() - t0
-            label = f"{method} {'p<' if method == 'edivisive' else 'pen '}{pen:g}{'' if method == 'edivisive' else ' ln n'}"
+            label = f"{method} p<{pen:g}" if method == "edivisive" else f"{method} pen {pen:g} ln n"
             print(row(f"{label} ({secs:.0f} s)", rates(all_cases, found, base)), flush=True)
             if cfg == default:
                 found_default = found

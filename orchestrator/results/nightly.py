@@ -31,6 +31,7 @@ from .store import Store
 REGRESSION, IMPROVEMENT, CHANGE, OK = "regression", "improvement", "change", "ok"
 CONFIGURATION_CHANGE, NOT_ENOUGH, NOT_MEASURED, NOT_ANALYSED = (
     "configuration change", "not enough history", "not measured", "not analysed")
+STATUS_ORDER = (REGRESSION, IMPROVEMENT, CHANGE, CONFIGURATION_CHANGE, NOT_ENOUGH, OK, NOT_MEASURED, NOT_ANALYSED)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,12 @@ class Verdict:
         return self.status == REGRESSION
 
 
+def when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
 def night_label(n: Night) -> str:
-    return f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(n.started))} (run {n.run_id})"
+    return f"{when(n.started)} (run {n.run_id})"
 
 
 def pct(x: float) -> str:
@@ -110,12 +115,12 @@ class NightlyReport:
             vs = self.of(status)
             if vs:
                 out.append(f"{status}: {len(vs)} series ({vs[0].note}), e.g. {vs[0].key.label}")
-        counts = ", ".join(f"{len(self.of(s))} {s}{'s' if s in (REGRESSION, IMPROVEMENT) else ''}"
-                           for s in (REGRESSION, IMPROVEMENT, CHANGE, CONFIGURATION_CHANGE, OK)
-                           if self.of(s) or s in (REGRESSION, OK))
+        plural = {REGRESSION: "regressions", IMPROVEMENT: "improvements", CHANGE: "changes",
+                  CONFIGURATION_CHANGE: "configuration changes"}
+        counts = ", ".join(f"{len(self.of(st))} {plural.get(st, st)}" for st in STATUS_ORDER
+                           if self.of(st) or st == REGRESSION)
         d = self.config.detector
-        out.append(f"nightly {self.suite}: run {self.run_id} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(self.started))})"
-                   f", {len(self.verdicts)} series: {counts}; {d.method} change points, FDR {d.alpha:g} "
+        out.append(f"nightly {self.suite}: run {self.run_id} ({when(self.started)}), {len(self.verdicts)} series: {counts}; {d.method} change points, FDR {d.alpha:g} "
                    f"(Benjamini-Hochberg), threshold {self.config.threshold:.0%}")
         return out
 
@@ -169,12 +174,12 @@ def analyze_nightly(store: Store, suite_name: str, host: str | None = None, conf
     Raises DataError (exit 2) for a suite without history, an unknown host or run, or a corrupted store.
     """
     series, runs = extract_series(store, suite_name, host)
-    if run_id is None:
-        tonight = runs[-1]
-    else:
-        tonight = next((r for r in runs if r["run_id"] == run_id), None)
-        if tonight is None:
+    tonight = runs[-1]
+    if run_id is not None:
+        found = [r for r in runs if r["run_id"] == run_id]
+        if not found:
             raise DataError(f"run {run_id!r}: not a finished run of suite {suite_name!r} in {store.path}")
+        tonight = found[0]
     judged = [_judge(s, tonight["run_id"], config) for s in series]
     tested = [(v, c, nights) for v, c, nights in judged if v.status == OK]
     ps = [decisive_p(c, config.detector.confirm) if c else 1.0 for _, c, _ in tested]
@@ -193,8 +198,7 @@ def analyze_nightly(store: Store, suite_name: str, host: str | None = None, conf
         v.levels = (_geomean([n.median for n in nights[c.before.start:c.before.stop]]),
                     _geomean([n.median for n in nights[c.after.start:c.after.stop]]))
         v.context_diff = diff_maps(before.context, first.context)
-    order = {s: i for i, s in enumerate((REGRESSION, IMPROVEMENT, CHANGE, CONFIGURATION_CHANGE, NOT_ENOUGH, OK,
-                                         NOT_MEASURED, NOT_ANALYSED))}
+    order = {s: i for i, s in enumerate(STATUS_ORDER)}
     verdicts = sorted((v for v, _, _ in judged), key=lambda v: (order[v.status], v.key.label))
     return NightlyReport(suite_name, store.path, tonight["run_id"], tonight["started"], verdicts, config)
 
