@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__, paths
-from .errors import NotRunnableError, TestbedError
+from .errors import ConfigError, NotRunnableError, TestbedError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -68,6 +68,29 @@ def cli(verbose: bool) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
+def _run_plan(plan, store, *, wide: bool = False, **runner_options):
+    """Run a loaded suite with progress on stderr, then print its table and what could not run; the
+    run's outcome for the caller to judge."""
+    from .results.table import print_run_summary
+    from .runner import Runner
+
+    for note in plan.skipped:
+        err_console.print(f"[dim]note: {note}; those cells are skipped[/dim]")
+    reporter = RichReporter()
+    runner = Runner(plan, store=store, reporter=reporter, **runner_options)
+    try:
+        outcome = runner.run()
+    finally:
+        reporter.stop()
+    print_run_summary(console, store, runner.run_id, wide=wide)
+    console.print(f"run {outcome.run_id}: {outcome.samples} samples in {store.path}")
+    for line in outcome.not_runnable:
+        console.print(f"[yellow]not runnable here:[/yellow] {line}", highlight=False)
+    if outcome.not_runnable and len(outcome.not_runnable) == len(plan.cells):
+        raise NotRunnableError(f"nothing could run here: {'; '.join(outcome.not_runnable)}")
+    return outcome
+
+
 def _store(path: str | None, *, create: bool = True):
     """The result store at --store (default $TESTBED_HOME/results.sqlite); create=False: it must exist
     (a reading command must not leave an empty store behind a typo)."""
@@ -92,7 +115,6 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
         wide: bool, allow_overlap: bool, reprobe: bool) -> None:
     """Run SUITE (a YAML file in suites/) and print the comparison table."""
     from .plan import load_plan
-    from .runner import Runner
 
     if reprobe:
         from .virt.accel import set_reprobe
@@ -105,24 +127,9 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
         for c in plan.cells:
             console.print(f"  {c.platform} x {c.workload} x {c.benchmark}")
         return
-    for note in plan.skipped:
-        err_console.print(f"[dim]note: {note}; those cells are skipped[/dim]")
     store = _store(store_path)
-    reporter = RichReporter()
-    runner = Runner(plan, store=store, reporter=reporter, trust_new_host_key=trust_new_host_key, resume=resume,
-                    allow_overlap=allow_overlap)
-    try:
-        outcome = runner.run()
-    finally:
-        reporter.stop()
-    from .results.table import print_run_summary
-
-    print_run_summary(console, store, runner.run_id, wide=wide)
-    console.print(f"run {outcome.run_id}: {outcome.samples} samples in {store.path}")
-    for line in outcome.not_runnable:
-        console.print(f"[yellow]not runnable here:[/yellow] {line}", highlight=False)
-    if outcome.not_runnable and len(outcome.not_runnable) == len(plan.cells):
-        raise NotRunnableError(f"nothing could run here: {'; '.join(outcome.not_runnable)}")
+    outcome = _run_plan(plan, store, trust_new_host_key=trust_new_host_key, resume=resume,
+                        allow_overlap=allow_overlap, wide=wide)
     failed = outcome.failed_cells
     if len(failed) == 1:
         raise TestbedError(f"run {outcome.run_id}: 1 cell failed: {failed[0]}")
@@ -470,6 +477,167 @@ def images_webroot(directory: Path) -> None:
 
     files = write_docroot(directory)
     click.echo(f"wrote {len(files)} files to {directory}: {' '.join(sorted(f.name for f in files))}")
+
+# --- nightly and history (orchestrator/results/nightly.py) ------------------------------------
+
+def _suite_name(suite: str) -> str:
+    """A suite file's name (the `name:` inside it), or SUITE itself when it is not a file."""
+    path = Path(suite)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        from .config.suite import load_suite
+
+        if not path.is_file():
+            raise ConfigError(f"{suite}: no such suite file")
+        return load_suite(path).name
+    return suite
+
+
+def _history_store(path: str | None):
+    from .results.history import open_store
+
+    return open_store(Path(path) if path else paths.default_store())
+
+
+def _threshold(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for v in values:
+        metric, sep, frac = v.partition("=")
+        try:
+            out[metric] = float(frac.rstrip("%")) / (100 if frac.endswith("%") else 1)
+        except ValueError:
+            sep = ""
+        if not sep or not metric:
+            raise click.BadParameter(f"{v!r}: expected METRIC=FRACTION, e.g. startup_ms=0.10")
+    return out
+
+
+def _nightly_config(threshold: float, metric_thresholds: dict[str, float], min_nights: int):
+    from .results.nightly import NightlyConfig
+
+    return NightlyConfig(threshold=threshold, metric_thresholds=metric_thresholds, min_nights=min_nights)
+
+
+_nightly_options = [
+    click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite)."),
+    click.option("--host", help="Only the series measured on this host (a lab host's name, or localhost)."),
+    click.option("--threshold", type=click.FloatRange(0, 10), default=0.05, show_default=True,
+                 help="Smallest relative change that gets a verdict (0.05 = 5%)."),
+    click.option("--metric-threshold", "metric_thresholds", multiple=True, callback=_threshold,
+                 metavar="METRIC=FRACTION", help="Threshold for one metric, e.g. startup_ms=0.10 (repeatable)."),
+    click.option("--min-nights", type=click.IntRange(3, 1000), default=5, show_default=True,
+                 help="Nights of the current configuration needed before any verdict."),
+]
+
+
+def _with(options):
+    def wrap(f):
+        for o in reversed(options):
+            f = o(f)
+        return f
+    return wrap
+
+
+@cli.command()
+@click.argument("suite")
+@_with(_nightly_options)
+@click.option("--lab", "lab_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Lab hosts file; with --host, the host must be one of it.")
+@click.option("--run", "run_id", help="Judge this run instead of the suite's latest.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the night's verdicts as JUnit XML (for Jenkins, GitLab ...).")
+@click.option("--no-run", is_flag=True, help="Only judge the runs already in the store (SUITE may be a name).")
+@click.option("--trust-new-host-key", is_flag=True, help="Accept and remember unknown SSH host keys of lab hosts.")
+def nightly(suite: str, store_path: str | None, host: str | None, threshold: float,
+            metric_thresholds: dict[str, float], min_nights: int, lab_file: Path | None, run_id: str | None,
+            junit_file: Path | None, no_run: bool, trust_new_host_key: bool) -> None:
+    """Run SUITE (a suite file) as `testbed run` does, then judge tonight against its history.
+
+    One observation per night and series (the run's median); change points over the nights of the
+    current configuration (PELT, segments of at least 2 nights), confirmed by Student's t on the
+    nightly medians and Mann-Whitney U on the raw samples, Benjamini-Hochberg across the night's
+    series, and a magnitude threshold. A configuration change (host facts, kernel, tool versions,
+    image digests, accelerator, suite hash) starts a new baseline and is reported as such.
+
+    Exit 0: nothing regressed (improvements, configuration changes and "not enough history" are
+    reported without failing); 1: one line per regression; 2: usage or input errors.
+    See docs/nightly.md.
+    """
+    from .results.nightly import analyze_nightly, write_junit
+
+    if lab_file is not None and host is not None:
+        from .config.lab import load_lab
+
+        load_lab(lab_file).host(host)
+    if not no_run and run_id is None:
+        from .plan import load_plan
+
+        if not Path(suite).is_file():
+            raise ConfigError(f"{suite}: no such suite file; pass the suite's file to run it, or --no-run to judge "
+                              f"the runs of suite {suite!r} already in the store")
+        # A night whose cells failed is still a night (its failures are in the verdicts' context).
+        run_id = _run_plan(load_plan(Path(suite)), _store(store_path), trust_new_host_key=trust_new_host_key).run_id
+    store = _history_store(store_path)
+    report = analyze_nightly(store, _suite_name(suite), host=host,
+                             config=_nightly_config(threshold, metric_thresholds, min_nights), run_id=run_id)
+    for text in report.lines():
+        click.echo(text)  # unwrapped: one finding is one line for a script or a CI log
+    if junit_file is not None:
+        write_junit(report, junit_file)
+        click.echo(f"JUnit verdicts written to {junit_file}")
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+@click.argument("suite")
+@_with(_nightly_options)
+@click.option("--metric", help="Only this metric (e.g. requests_per_s).")
+@click.option("--platform", help="Only this platform.")
+def history(suite: str, store_path: str | None, host: str | None, threshold: float,
+            metric_thresholds: dict[str, float], min_nights: int, metric: str | None,
+            platform: str | None) -> None:
+    """Show SUITE's nightly series: per night the median with its 95% CI, n and CV; configuration
+    changes and confirmed change points marked."""
+    from .results.nightly import series_history
+
+    store = _history_store(store_path)
+    cfg = _nightly_config(threshold, metric_thresholds, min_nights)
+    shown = [h for h in series_history(store, _suite_name(suite), host=host, metric=metric, config=cfg)
+             if platform is None or h.key.platform == platform]
+    if not shown:
+        raise ConfigError(f"--platform {platform}: no series of suite {suite!r} on that platform")
+    for h in shown:
+        print_history(h)
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1)) if hi > lo else 0] for v in values)
+
+
+def print_history(h) -> None:
+    import time as _time
+
+    from .results.numbers import fmt
+
+    marks: dict[int, list[str]] = {}
+    for m in h.config_changes + h.change_points:
+        marks.setdefault(m.night, []).append(m.text)
+    t = Table(title=f"{h.key.label} ({h.unit})  {sparkline([n.median for n in h.nights])}", title_justify="left")
+    for col in ("night", "run", "median", "95% CI of median", "n", "CV", "config", "mark"):
+        t.add_column(col, justify="right" if col in ("median", "n", "CV") else "left")
+    for i, n in enumerate(h.nights):
+        ci = "-"
+        if n.ci is not None:
+            ci = f"{fmt(n.ci[0])}–{fmt(n.ci[1])}" + (f" ({n.ci_level:.0%})" if n.ci_level and n.ci_level < 0.95 else "")
+        cv = f"{n.cv * 100:.1f}%" if n.cv is not None else "-"
+        failed = f" +{n.failed} failed" if n.failed else ""
+        t.add_row(_time.strftime("%Y-%m-%d %H:%M", _time.localtime(n.started)), n.run_id, fmt(n.median), ci,
+                  f"{len(n.samples)}{failed}", cv, n.fingerprint.digest[:8], "; ".join(marks.get(i, [])))
+    console.print(t)
+
 
 
 def main() -> None:

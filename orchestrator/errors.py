@@ -13,6 +13,10 @@ class ConfigError(TestbedError):
     exit_code = 2
 
 
+class DataError(ConfigError):
+    """The result store, or what was asked of it, is wrong: corrupted file, no history of a suite, unknown host."""
+
+
 class MissingToolError(TestbedError):
     """A runtime or tool the requested work needs is not installed."""
 

@@ -358,3 +358,36 @@ class Store:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+
+
+# --- history queries (nightly change-point detection, orchestrator/results/history.py) -------
+# Kept in one block, additive: they read what Store writes and change nothing.
+
+NIGHT_STATUSES = ("ok", "failed")  # a running, interrupted or killed run is not a night
+
+
+def suite_runs(store: Store, suite: str, statuses: tuple[str, ...] = NIGHT_STATUSES) -> list[dict]:
+    """Every run of `suite` whose status is one of `statuses`, oldest first, with its provenance."""
+    marks = ",".join("?" * len(statuses))
+    cur = store.db.execute(
+        "SELECT run_id, suite, suite_path, suite_hash, started, finished, status, reason, testbed_rev, provenance"
+        f" FROM runs WHERE suite=? AND status IN ({marks}) ORDER BY started, run_id", (suite, *statuses))
+    keys = ("run_id", "suite", "suite_path", "suite_hash", "started", "finished", "status", "reason",
+            "testbed_rev", "provenance")
+    out = []
+    for row in cur.fetchall():
+        info = dict(zip(keys, row))
+        info["provenance"] = json.loads(info["provenance"])
+        out.append(info)
+    return out
+
+
+def suite_names(store: Store) -> list[str]:
+    """The suites the store has runs of, by name."""
+    return [r[0] for r in store.db.execute("SELECT DISTINCT suite FROM runs ORDER BY suite").fetchall()]
+
+
+def integrity_problems(store: Store) -> list[str]:
+    """What SQLite's integrity check finds wrong with the store file; empty when it is sound."""
+    rows = [r[0] for r in store.db.execute("PRAGMA integrity_check").fetchall()]
+    return [] if rows == ["ok"] else rows

@@ -41,7 +41,7 @@ class Group:
 
     @property
     def point_label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in sorted(self.point.items()))
+        return point_text(self.point, set(self.point))
 
     @property
     def label(self) -> str:
@@ -57,6 +57,11 @@ class Group:
     def flags(self, platform: str) -> list[flagging.Flag]:
         s = self.per_platform.get(platform)
         return s.flags if s else []
+
+
+def point_text(params: dict, keys: set[str]) -> str:
+    """A sweep point as tables show it: `clients=50 requests=20000`, the varying keys only."""
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in keys)
 
 
 def varying_keys(rows: Iterable[SampleRow]) -> dict[tuple[str, str, str], set[str]]:
