@@ -239,6 +239,7 @@ def report(run_ids: tuple[str, ...], store_path: str | None, output: Path) -> No
 def doctor(host: str | None, lab_file: Path | None, fmt_name: str, trust_new_host_key: bool, reprobe: bool) -> None:
     """Check a host (default: this one): runtimes, tools and versions, KVM, IOMMU, SR-IOV, hugepages.
     The accelerator verdict comes from the probe cache when this boot already probed (--reprobe)."""
+    from .hosts.base import Host
     from .hosts.local import LocalHost
     from .provision.doctor import FAIL, run_checks
 
@@ -253,10 +254,11 @@ def doctor(host: str | None, lab_file: Path | None, fmt_name: str, trust_new_hos
 
         if lab_file is None:
             raise TestbedError(f"doctor {host}: pass --lab FILE naming the lab hosts file")
-        target = SshHost.from_lab(load_lab(lab_file).host(host), trust_new=trust_new_host_key)
+        ssh = SshHost.from_lab(load_lab(lab_file).host(host), trust_new=trust_new_host_key)
         # One connection attempt up front: a refused host key (or an unreachable host) is one line and
         # exit code, not the same refusal retried by every check and printed as a table.
-        target.connect()
+        ssh.connect()
+        target: Host = ssh
     else:
         target = LocalHost()
     checks = run_checks(target)
@@ -484,11 +486,11 @@ def _suite_name(suite: str) -> str:
     """A suite file's name (the `name:` inside it), or SUITE itself when it is not a file."""
     path = Path(suite)
     if path.suffix in (".yaml", ".yml") or path.is_file():
-        from .config.suite import load_suite
+        from .plan import load_plan
 
         if not path.is_file():
             raise ConfigError(f"{suite}: no such suite file")
-        return load_suite(path).name
+        return load_plan(path).name
     return suite
 
 

@@ -18,7 +18,7 @@ import socket
 import time
 from abc import abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Collection
 
 from . import paths
 from .errors import TestbedError
@@ -230,7 +230,7 @@ def _newest_mtime(directory: Path) -> float:
     return newest
 
 
-def remove_old_run_dirs(older_than: float, *, live_runs: set[str] = frozenset(), now: float | None = None,
+def remove_old_run_dirs(older_than: float, *, live_runs: Collection[str] = frozenset(), now: float | None = None,
                         runs_dir: Path | None = None, ledger_directory: Path | None = None) -> list[str]:
     """Remove TESTBED_HOME/runs/<id> directories untouched for `older_than` seconds whose run is
     not live (its ledger's owner still runs, or it is in `live_runs`). One line per directory removed."""

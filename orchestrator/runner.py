@@ -15,7 +15,7 @@ import secrets
 import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from . import paths
 from .paths import inside_home
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 CELL_ERRORS = (LaunchError, ResourceBusyError, NotRunnableError)
 
 
-class Reporter:
+class Reporter(Protocol):
     """What the runner tells the user; the CLI renders it with rich, tests collect it."""
 
     def start(self, total: int, run_id: str) -> None: ...
@@ -53,6 +53,25 @@ class Reporter:
     def advance(self, n: int = 1) -> None: ...
     def warn(self, text: str) -> None: ...
     def sample(self, row: dict) -> None: ...
+
+
+class QuietReporter:
+    """Tells nobody anything (tests, scripts)."""
+
+    def start(self, total: int, run_id: str) -> None:
+        pass
+
+    def phase(self, text: str) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        log.warning("%s", text)
+
+    def sample(self, row: dict) -> None:
+        pass
 
 
 @dataclass
@@ -82,7 +101,7 @@ class Runner:
         self.plan = plan
         self.allow_overlap = allow_overlap
         self.store = store
-        self.reporter = reporter or Reporter()
+        self.reporter: Reporter = reporter or QuietReporter()
         self.resume = resume
         self.run_id = resume or run_id or new_run_id()
         pm = plan.model.placement

@@ -86,7 +86,9 @@ def resolve_nightly(lab_wide: NightlySpec | None, host: NightlySpec | None, host
     directory) and check that they exist. Returns (schedule or None, error lines)."""
     merged: dict = {}
     origin: dict[str, tuple] = {}  # field -> where it was written, for error lines
-    for spec, loc in ((lab_wide, ("nightly",)), (host, ("hosts", host_index, "nightly"))):
+    sources: tuple[tuple[NightlySpec | None, tuple], ...] = ((lab_wide, ("nightly",)),
+                                                            (host, ("hosts", host_index, "nightly")))
+    for spec, loc in sources:
         if spec is not None:
             for name in spec.model_fields_set:
                 merged[name], origin[name] = getattr(spec, name), loc

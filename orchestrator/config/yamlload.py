@@ -8,7 +8,7 @@ aliases, a nesting limit, and at most MAX_ERRORS error lines however many fields
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -46,7 +46,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._sizes: dict[int, int] = {}  # id(node) -> values it stands for once expanded
         self._alias_values = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()
         line = event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent):
@@ -69,7 +69,8 @@ class BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._open_anchors.pop()
-        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        if node is not None:
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
         return node
 
 
@@ -154,7 +155,7 @@ def dotted(loc: Loc) -> str:
     return out
 
 
-def describe_pydantic_error(err: dict, fields: list[str] | None = None) -> str:
+def describe_pydantic_error(err: Mapping[str, Any], fields: list[str] | None = None) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         valid = f"; valid fields: {', '.join(fields)}" if fields else ""
@@ -179,7 +180,7 @@ def validation_errors(exc: ValidationError, source: str, lines: LineMap, prefix:
     return out
 
 
-def _fields_at(model: type, loc: tuple) -> list[str] | None:
+def _fields_at(model: type | None, loc: tuple) -> list[str] | None:
     """The field names of the (nested) pydantic model at `loc`, for 'valid fields' hints."""
     for part in loc:
         if isinstance(part, int) or model is None:

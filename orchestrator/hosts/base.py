@@ -32,7 +32,8 @@ class CommandResult:
 class Process(Protocol):
     """A long-running command started with Host.spawn (a server, a runtime, a VMM)."""
 
-    pid: int
+    @property
+    def pid(self) -> int: ...
 
     def alive(self) -> bool: ...
 

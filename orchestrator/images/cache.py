@@ -65,8 +65,8 @@ class Image:
         """image_digest: sha256 over testbed's cache entry (every file in it, import.json included);
         image_file_sha256: for imports, each imported file's own sha256 (what `sha256sum` prints
         for the file the user built); image_app_versions: the application versions found in it."""
-        out = {"image_kind": self.kind, "image": self.name, "image_digest": self.digest,
-               "recipe_digest": self.recipe_digest}
+        out: dict[str, object] = {"image_kind": self.kind, "image": self.name, "image_digest": self.digest,
+                                  "recipe_digest": self.recipe_digest}
         if self.file_sha256:
             out["image_file_sha256"] = dict(self.file_sha256)
         if self.app_versions:

@@ -222,7 +222,7 @@ def osv_sources(paths: list[Path]) -> dict[str, Path]:
                 if (alt / OSV_KERNEL).is_file():
                     kernel, disk = alt / OSV_KERNEL, alt / OSV_DISK
                     break
-        found = {"kernel": kernel, "disk": disk}
+        found: dict[str, Path] = {"kernel": kernel, "disk": disk}
     else:
         found = {}
         for p in paths:
@@ -231,8 +231,8 @@ def osv_sources(paths: list[Path]) -> dict[str, Path]:
             else:
                 found["disk"] = p
     for role, want in (("kernel", OSV_KERNEL), ("disk", OSV_DISK)):
-        p = found.get(role)
-        if p is None or not p.is_file():
+        given = found.get(role)
+        if given is None or not given.is_file():
             where = paths[0] if len(paths) == 1 else ", ".join(map(str, paths))
             raise ConfigError(f"OSv import: no {want} in {where}; give the directory holding {OSV_KERNEL} and "
                               f"{OSV_DISK} (OSv's build/last) or the two files")
@@ -284,9 +284,9 @@ def import_image(kind: str, paths: list[Path], *, name: str | None = None, blk: 
             warn(doubt)
     digests = {role: sha256_file(p) for role, p in sources.items()}
     # What the artifact is, from its contents only (no source paths: the digest must not depend on them).
+    app_versions = scan_app_versions(scanned)
     meta = {"kind": kind, "formats": formats, "source_names": {r: p.name for r, p in sources.items()},
-            "mountpoints": {f"blk{i}": b.mountpoint for i, b in enumerate(blk)},
-            "app_versions": scan_app_versions(scanned)}
+            "mountpoints": {f"blk{i}": b.mountpoint for i, b in enumerate(blk)}, "app_versions": app_versions}
     recipe = {"import_name": name, "inputs": digests, "layout": meta}
 
     def build(dest: Path) -> dict[str, str]:
@@ -302,7 +302,7 @@ def import_image(kind: str, paths: list[Path], *, name: str | None = None, blk: 
         return files
 
     image = cache.ensure(kind, name, recipe, build)
-    image.file_sha256, image.app_versions = digests, dict(meta["app_versions"])
+    image.file_sha256, image.app_versions = digests, app_versions
     # The newest import of a name wins at lookup, a re-import of older bytes included. Kept beside
     # the entry, not in it: the entry's files are exactly what its digest covers.
     stamps = cache.root / ".imports"

@@ -191,10 +191,11 @@ def optional_tool_checks(host: Host) -> list[Check]:
         else:
             out.append(Check(f"tool {label}", WARN, f"missing (needed for {purpose})", f"apt-get install {package}"))
     if host.is_local:  # the controller drives provisioning
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
 
         try:
-            out.append(Check("tool ansible-runner", PASS, version("ansible-runner")))
+            out.append(Check("tool ansible-runner", PASS, package_version("ansible-runner")))
         except PackageNotFoundError:
             out.append(Check("tool ansible-runner", WARN, "missing: `testbed provision` will not work",
                              "pip install ansible-runner ansible-core in testbed's environment"))

@@ -283,7 +283,7 @@ class Store:
                 (run_id, time.time(), platform, workload, benchmark, metric, value, unit, repetition,
                  json.dumps(params, sort_keys=True, default=str), status, reason,
                  json.dumps(provenance, sort_keys=True, default=str)))
-        return cur.lastrowid  # autocommit mode: the row is durable when this returns
+        return int(cur.lastrowid or 0)  # autocommit mode: the row is durable when this returns
 
     # --- reading ---------------------------------------------------------------------
     def _overlay(self, run: dict) -> dict:

@@ -79,7 +79,7 @@ class FakeSystem(LocalSystem):
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def writes(self) -> list[tuple[str, str]]:
-        return [tuple(w) for w in self._lines("writes.log")]  # type: ignore[misc]
+        return [tuple(w) for w in self._lines("writes.log")]
 
     def commands(self) -> list[list[str]]:
         return self._lines("commands.log")
