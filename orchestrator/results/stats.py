@@ -23,7 +23,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
-from scipy import stats as sps
+
+
+class _LazyScipyStats:
+    """scipy.stats, imported at first use: it costs most of a second, and the commands that only
+    read or list results (and their one-line errors) should not pay it."""
+
+    def __getattr__(self, name: str):
+        from scipy import stats
+
+        return getattr(stats, name)
+
+
+sps = _LazyScipyStats()
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
