@@ -90,6 +90,8 @@ class GuestInstance(Instance):
             self._finished = reason
 
     def alive(self) -> bool:
+        if self.watcher.failed:  # without a console reader no phase or finish would be seen: stop here
+            self.finished(self.watcher.failed)
         if self._stopped or self._finished:
             return False
         return domain_running(self.platform.conn, self.name)

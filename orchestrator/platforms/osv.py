@@ -4,8 +4,8 @@ The image (`testbed images import osv DIR`) is OSv's `loader-stripped.elf` and `
 application plus a read-only rofs or a ZFS root). Two ways to boot it:
 
 * `boot: kernel` (default): direct kernel boot of loader-stripped.elf with the command line in
-  `<cmdline>`; usr.img is still attached as virtio-blk for the root file system. About ten
-  times faster to first response than disk boot under TCG.
+  `<cmdline>`; usr.img is still attached as virtio-blk for the root file system. Reaches the
+  first response sooner than disk boot (no BIOS, no boot loader decompressing the kernel).
 * `boot: disk`: the BIOS boots usr.img, whose command line OSv reads from the disk at byte 512
   (where OSv's `scripts/imgedit.py setargs` writes it). testbed writes its own command line
   there, into the launch's overlay: the imported image is never changed.

@@ -16,7 +16,8 @@ argv (argv[0] included): arguments cannot contain spaces.
 
 No VGA device: with one, rumprun writes its console to VGA memory; without, to COM1, which the
 serial file captures. When main() returns rumprun prints `halted` and QEMU keeps running:
-the instance notices it on the console and destroys the domain (virt/unikernel_console.py).
+the instance sees it on the console and is no longer alive; the runner's teardown destroys
+the domain (virt/unikernel_console.py).
 """
 
 from __future__ import annotations

@@ -145,6 +145,7 @@ class ConsoleWatcher:
         self.interval = interval
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self.failed: str | None = None  # why the reader thread ended early (a bug), if it did
         self._thread = threading.Thread(target=self._loop, name=f"console-{name}", daemon=True)
 
     def start(self) -> "ConsoleWatcher":
@@ -167,6 +168,10 @@ class ConsoleWatcher:
                     self.on_events(events, time.monotonic())
             except OSError as exc:  # a console that cannot be read is reported by the instance's liveness
                 log.debug("console %s: %s", self.console.path, exc)
+            except Exception as exc:  # a bug in a console parser: the thread ends, so say so where it shows
+                self.failed = f"console reader failed: {type(exc).__name__}: {exc}"
+                log.exception("console %s", self.console.path)
+                self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()

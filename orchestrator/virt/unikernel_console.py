@@ -6,16 +6,27 @@ host-side time in the instance's provenance, e.g. `net_configured`) and the Time
 that label stands for. Parsers also notice when the guest has finished for good (rumprun's
 `halted`, an OSv abort), because QEMU keeps running after that and testbed must stop it.
 
-OSv (`loader.cc`)                       rumprun (hw platform, NetBSD rump kernel)
-  OSv v0.57.0-...     banner              rump kernel bare metal bootstrap   bootstrap
-  eth0: 10.0.0.5      net_configured      NetBSD 7.99.34 (RUMP-ROAST)        rump_kernel
-  Booted up in N ms   booted -> kernel_up vioif0 at virtio0: ...             nic_probed
-  Cmdline: /app ...   cmdline             === calling "app" main() ===       main_called -> kernel_up, init_started
-  <first app line>    app_output          <app's own lines>                  (the last one kept: app_line)
-                      -> init_started     === main() of "app" returned N === main_returned
-                                          === ERROR: _exit(N) called ===     exit_called (exit() without a return)
-                                          halted                             halted (instance is finished)
-                                          FATAL TRAP: general protection ... fatal_trap (finished; no "halted")
+OSv (`loader.cc`)
+  OSv v0.57.0-...                          banner
+  eth0: 10.0.0.5                           net_configured
+  Booted up in N ms                        booted -> kernel_up
+  Cmdline: /app ...                        cmdline
+  syscall(): unimplemented system call N   unimplemented_syscall -> init_started
+  <the app's first line>                   app_output -> init_started
+
+init_started is the first line after `Cmdline:`, whichever of the last two it is: both come from
+the running program (OSv prints the first when the program calls what OSv lacks).
+
+rumprun (hw platform, NetBSD rump kernel)
+  rump kernel bare metal bootstrap         bootstrap
+  NetBSD 7.99.34 (RUMP-ROAST)              rump_kernel
+  vioif0 at virtio0: ...                   nic_probed
+  === calling "app" main() ===             main_called -> kernel_up, init_started
+  <app's own lines>                        (the last one kept: app_line)
+  === main() of "app" returned N ===       main_returned
+  === ERROR: _exit(N) called ===           exit_called (exit() without a return)
+  halted                                   halted (instance is finished)
+  FATAL TRAP: general protection ...       fatal_trap (finished; no "halted")
 """
 
 from __future__ import annotations
@@ -29,6 +40,9 @@ OSV_BANNER = re.compile(r"^OSv (v\S+)")
 OSV_IFACE = re.compile(r"^(eth\d+): (\d{1,3}(?:\.\d{1,3}){3})\s*$")
 OSV_BOOTED = re.compile(r"^Booted up in (\d+(?:\.\d+)?) ms")
 OSV_CMDLINE = re.compile(r"^Cmdline: (.*)$")
+# OSv's own line when the program makes a system call OSv lacks: the program is running, but the
+# line is not its output. Debian's glibc registers rseq (334) in its dynamic linker before main().
+OSV_UNIMPLEMENTED = re.compile(r"^syscall\(\): unimplemented system call (\d+)")
 # OSv prefixes some of these with the program's path ("/redis-server: failed looking up symbol X"),
 # and every fatal error ends in a "[backtrace]" block after which the guest hangs.
 OSV_FATAL = re.compile(r"^(Aborted|Assertion failed|page fault outside application|Failed to load object"
@@ -109,9 +123,14 @@ class OsvConsole(UnikernelConsole):
             if not self.finished:
                 self.finished, self.finish_reason = True, f"OSv: {text}"
             return [Observation("fatal", (), text)]
-        if self._after_cmdline:
-            return [Observation("app_output", ("init_started",), text)]
-        return []
+        if not self._after_cmdline:
+            return []
+        if m := OSV_UNIMPLEMENTED.match(text):
+            calls = self.facts.get("osv_unimplemented_syscalls", "").split()
+            if m.group(1) not in calls:
+                self.facts["osv_unimplemented_syscalls"] = " ".join([*calls, m.group(1)])
+            return [Observation("unimplemented_syscall", ("init_started",), text)]
+        return [Observation("app_output", ("init_started",), text)]
 
 
 @dataclass
