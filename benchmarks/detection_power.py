@@ -37,11 +37,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.errors import TestbedError  # noqa: E402
-from orchestrator.results.changepoint import (  # noqa: E402
+from orchestrator.errors import TestbedError
+from orchestrator.results.changepoint import (
     DetectorConfig, candidates, classify, decisive_p, noise_scale, select, within_se)
-from orchestrator.results.history import extract_series, open_store  # noqa: E402
-from orchestrator.results.store import suite_names  # noqa: E402
+from orchestrator.results.history import extract_series, open_store
+from orchestrator.results.store import suite_names
 
 HERE = Path(__file__).resolve().parent
 NOISE_SUITE = HERE / "nightly_noise.yaml"

@@ -18,7 +18,7 @@ from .errors import TestbedError
 from .hosts.base import Host
 
 if TYPE_CHECKING:
-    from .bench.base import Benchmark, Measurement
+    from .bench.base import Benchmark
     from .images.cache import Image
     from .platforms.base import Instance, Platform
     from .workloads.base import Workload

@@ -143,4 +143,4 @@ def nightly_vars(schedule: NightlySchedule | None) -> dict:
     return out
 
 
-__all__ = ["NightlySpec", "NightlySchedule", "resolve_nightly", "nightly_vars"]
+__all__ = ["NightlySchedule", "NightlySpec", "nightly_vars", "resolve_nightly"]

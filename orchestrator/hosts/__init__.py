@@ -1,4 +1,4 @@
 from .base import Host, CommandResult
 from .local import LocalHost
 
-__all__ = ["Host", "CommandResult", "LocalHost"]
+__all__ = ["CommandResult", "Host", "LocalHost"]

@@ -13,7 +13,7 @@ import fcntl
 import hashlib
 import os
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .. import paths
@@ -53,7 +53,7 @@ def compile_key(source: Path, cc: str = "gcc", cflags: tuple[str, ...] = CFLAGS)
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(source: str, name: str, cache_root: str, cc: str, cflags: tuple[str, ...]) -> Path:
     src = Path(source)
     key = compile_key(src, cc, cflags)

@@ -266,4 +266,4 @@ def _result(r, events: _Events, start: float, timeout: float) -> ProvisionResult
     return result
 
 
-__all__ = ["provision", "ProvisionResult", "ProvisionError", "HostStats"]
+__all__ = ["HostStats", "ProvisionError", "ProvisionResult", "provision"]

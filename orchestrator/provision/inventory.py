@@ -60,4 +60,4 @@ def local_inventory() -> dict:
                                             "ansible_python_interpreter": SYSTEM_PYTHON}}}}
 
 
-__all__ = ["generate_inventory", "local_inventory", "host_vars"]
+__all__ = ["generate_inventory", "host_vars", "local_inventory"]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .store import SampleRow
     from .summary import Group
 
-__all__ = ["Flag", "assess", "ranking_notes", "RunIndex"]
+__all__ = ["Flag", "RunIndex", "assess", "ranking_notes"]
 
 MIN_RUN_S = 0.5
 MIN_REQUESTS = 1000

@@ -19,11 +19,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display; set before anything imports pyplot
 
-from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
 
-from .flags import numeric, sweep_lines  # noqa: E402
-from .summary import Group, groups_by_metric, is_headline  # noqa: E402
+from .flags import numeric, sweep_lines
+from .summary import Group, groups_by_metric, is_headline
 
 RC: Any = {"svg.fonttype": "none", "svg.hashsalt": "testbed", "font.size": 9, "axes.spines.top": False,
            "axes.spines.right": False, "font.family": "sans-serif"}  # Any: matplotlib types rc keys as literals
@@ -120,7 +120,7 @@ def bar_figure(groups: list[Group], platforms: list[str], labels: dict[str, str]
             ax.set_ylim(bottom=0)
     caption = ("Median per platform; whiskers: 95% percentile-bootstrap CI of the median."
                + (" Bars marked n=… have too few repetitions for an interval." if no_ci else "")
-               + (" Logarithmic axis: the medians span more than {:g}x.".format(LOG_RANGE) if log else ""))
+               + (f" Logarithmic axis: the medians span more than {LOG_RANGE:g}x." if log else ""))
     fid = _slug("fig", g0.workload, g0.benchmark, g0.metric)
     return Plot(fid, f"{g0.workload} {g0.benchmark} {g0.metric}", caption, to_svg(fig, fid))
 

@@ -95,4 +95,4 @@ def recv_until(sock: socket.socket, terminator: bytes, limit: int = 1 << 16) -> 
     return data
 
 
-__all__ = ["Workload", "WorkloadOptions", "WrongAnswer", "ImageRecipe", "Connect", "expect", "recv_until"]
+__all__ = ["Connect", "ImageRecipe", "Workload", "WorkloadOptions", "WrongAnswer", "expect", "recv_until"]

@@ -3,7 +3,6 @@ the tool's own timeout (redis-benchmark would otherwise block for the benchmark'
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import threading
 import time

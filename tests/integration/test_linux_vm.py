@@ -27,7 +27,7 @@ from orchestrator.net.labnet import LabNet
 from orchestrator.net.netns import NetnsExecutor
 from orchestrator.platforms.base import Timeline
 from orchestrator.platforms.linux_vm import LinuxVm, LinuxVmOptions
-from orchestrator.readiness import in_netns, plain_socket, wait_ready
+from orchestrator.readiness import in_netns, wait_ready
 from orchestrator.workloads.memcached import Memcached
 from orchestrator.workloads.nginx import Nginx
 from orchestrator.workloads.redis import Redis

@@ -38,7 +38,7 @@ class KexOnlyServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.connections += 1
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()

@@ -9,7 +9,7 @@ import pytest
 from helpers import run_cli
 from nightly_history import Lab, seed_history, seed_night
 from orchestrator.results.nightly import (CONFIGURATION_CHANGE, IMPROVEMENT, NOT_ENOUGH, NOT_MEASURED, OK,
-                                          REGRESSION, NightlyConfig, analyze_nightly, series_history, write_junit)
+                                          NightlyConfig, analyze_nightly, series_history, write_junit)
 from orchestrator.results.store import Store
 
 

@@ -101,13 +101,11 @@ def test_provenance(host):
 
 def test_release_when_the_run_fails_or_is_interrupted(host):
     pool = host.pool()
-    with pytest.raises(RuntimeError):
-        with pool.lease(owner="dom", mac="52:54:00:00:00:01", driver="vfio-pci"):
-            raise RuntimeError("benchmark failed")
+    with pytest.raises(RuntimeError), pool.lease(owner="dom", mac="52:54:00:00:00:01", driver="vfio-pci"):
+        raise RuntimeError("benchmark failed")
     assert_pristine(host, 0)
-    with pytest.raises(KeyboardInterrupt):
-        with pool.lease(owner="dom", mac="52:54:00:00:00:01", driver="vfio-pci"):
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), pool.lease(owner="dom", mac="52:54:00:00:00:01", driver="vfio-pci"):
+        raise KeyboardInterrupt
     assert_pristine(host, 0)
     assert pool.ledger.live() == []
 

@@ -71,7 +71,7 @@ def test_errors_name_file_line_and_field(tmp_path, text, line, field, words):
 
 def test_malformed_yaml_is_one_line(tmp_path):
     msg = error_of(tmp_path, "name: t\nplatforms: {native: {}\nworkloads: [\n")
-    assert len(msg.splitlines()) == 1 and "YAML syntax error" in msg and ":3:" in msg or ":4:" in msg
+    assert (len(msg.splitlines()) == 1 and "YAML syntax error" in msg and ":3:" in msg) or ":4:" in msg
 
 
 def test_duplicate_key_is_an_error(tmp_path):

@@ -23,7 +23,28 @@ from .preflight import SriovProblem, inspect_host, sriov_preflight, sriov_proble
 from ...config.vf_selectors import VfSelector, parse_selectors
 from .system import LocalSystem
 
-__all__ = ["SYSFS", "GroupPeer", "HostSriov", "LEDGER_KIND", "LocalSystem", "PhysicalFunction", "SriovProblem",
-           "VfLease", "VfPool", "VfSelector", "VfSettings", "VirtualFunction", "guest_vf_problem",
-           "host_sriov", "hostdev_network_start_error", "hostdev_start_error", "inspect_host", "list_physical_functions", "parse_selectors",
-           "set_num_vfs", "sriov_preflight", "sriov_problems", "vf_modules_in"]
+__all__ = [
+           "LEDGER_KIND",
+           "SYSFS",
+           "GroupPeer",
+           "HostSriov",
+           "LocalSystem",
+           "PhysicalFunction",
+           "SriovProblem",
+           "VfLease",
+           "VfPool",
+           "VfSelector",
+           "VfSettings",
+           "VirtualFunction",
+           "guest_vf_problem",
+           "host_sriov",
+           "hostdev_network_start_error",
+           "hostdev_start_error",
+           "inspect_host",
+           "list_physical_functions",
+           "parse_selectors",
+           "set_num_vfs",
+           "sriov_preflight",
+           "sriov_problems",
+           "vf_modules_in",
+]
