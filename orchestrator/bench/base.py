@@ -149,6 +149,9 @@ class Benchmark(Registered):
     Options: ClassVar[type[BenchmarkOptions]] = BenchmarkOptions
     workloads: ClassVar[tuple[str, ...]] = ()  # workload kinds it can drive; () means any
     tools: ClassVar[tuple[Tool, ...]] = ()  # executables on the client side
+    # The metrics its samples carry (fnmatch patterns, e.g. "phase_*_ms"): a paper claim naming a
+    # metric no benchmark of its suite produces is refused when the suite loads.
+    metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, options: BenchmarkOptions):
         self.name = name
@@ -156,6 +159,15 @@ class Benchmark(Registered):
 
     def points(self) -> list[dict]:
         return [{}]
+
+    def produces(self, metric: str) -> bool:
+        import fnmatch
+
+        return any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.metrics)
+
+    def expected_seconds(self, point: dict) -> float | None:
+        """Roughly how long one run at `point` takes (for `run --check`'s estimate); None: unknown."""
+        return None
 
     def workload_needs(self) -> dict[str, list]:
         """What the workload must provide for this benchmark (e.g. the static files it fetches)."""
