@@ -131,21 +131,25 @@ def _check(plan, trust_new_host_key: bool) -> None:
     from .preflight import check_plan, make_platforms
     from .runner import new_run_id
 
+    from .results.table import _print, columns_table
+
     scale = f", scale {plan.scale}" if plan.scale else ""
-    t = Table(title=f"{plan.path}: {len(plan.cells)} cells{scale}, digest {plan.digest[:12]}")
-    for col in ("platform", "workload", "benchmark", "points", "repetitions", "kept runs", "with warm-ups"):
-        t.add_column(col, justify="right" if col in ("points", "repetitions", "kept runs", "with warm-ups") else "left")
-    for c in plan.cells:
-        b = plan.benchmarks[c.benchmark]
-        t.add_row(c.platform, c.workload, c.benchmark, str(len(b.points())), str(plan.repetitions(b)),
-                  str(plan.kept_runs(c)), str(plan.trials(c)))
-    console.print(t)
+    numeric = {"points", "reps", "kept runs", "with warm-ups"}
+    rows = [[c.platform, c.workload, c.benchmark, str(len(plan.benchmarks[c.benchmark].points())),
+             str(plan.repetitions(plan.benchmarks[c.benchmark])), str(plan.kept_runs(c)), str(plan.trials(c))]
+            for c in plan.cells]
+    _print(console, columns_table(f"{plan.path}: {len(plan.cells)} cells{scale}, digest {plan.digest[:12]}",
+                                  ["platform", "workload", "benchmark", "points", "reps", "kept runs",
+                                   "with warm-ups"], rows, numeric, width=console.width, wide=False))
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
     for note in plan.skipped:
-        console.print(f"note: {note}; those cells are skipped", highlight=False)
+        say(f"note: {note}; those cells are skipped")
     kept = sum(plan.kept_runs(c) for c in plan.cells)
     samples = sum(plan.kept_runs(c) * max(1, len(plan.benchmarks[c.benchmark].metrics)) for c in plan.cells)
-    console.print(f"{kept} kept launches or tool runs, about {samples} samples (each run stores its metrics)",
-                  highlight=False)
+    say(f"{kept} kept launches or tool runs, about {samples} samples (each run stores its metrics)")
     pm = plan.model.placement
     server = host_named(pm.server_host, plan.model.lab.lab_file, plan.path, trust_new_host_key)
     client = host_named(pm.client_host, plan.model.lab.lab_file, plan.path, trust_new_host_key)
@@ -159,13 +163,12 @@ def _check(plan, trust_new_host_key: bool) -> None:
             p.close()
         ledger.close()
     for cell, why in result.not_runnable.items():
-        console.print(f"[yellow]not runnable here:[/yellow] {cell}: {why}", highlight=False)
+        say(f"[yellow]not runnable here:[/yellow] {cell}: {why}")
     if len(result.not_runnable) == len(plan.cells):
         raise NotRunnableError(f"nothing in {plan.path} could run here")
     estimate = ", ".join(f"{_minutes(v)}{f' with guests under {a.upper()}' if a else ''}"
                          for a, v in result.estimate_s.items())
-    console.print(f"checks passed; estimated duration: {estimate} (image builds on a cold cache not included)",
-                  highlight=False)
+    say(f"checks passed; estimated duration: {estimate} (image builds on a cold cache not included)")
 
 
 def _run_id(store, run_id: str | None) -> str:

@@ -53,6 +53,7 @@ class Cell:
 # and unikernels under KVM and under TCG. Measured on a 2-CPU host; a guide, not a promise.
 LAUNCH_SECONDS = {"native": 0.2, "runc": 0.6, "oci": 0.6, "gvisor": 1.2}
 GUEST_SECONDS = {"kvm": 2.0, "tcg": 6.0}
+GUEST_SLOWDOWN = {"kvm": 1.5, "tcg": 8.0}  # a fixed number of operations against a guest takes this much longer
 LOAD_RUN_OVERHEAD_S = 0.3  # per tool run: start, output, store
 DEFAULT_RUN_S = 5.0  # a benchmark that cannot say how long it runs
 
@@ -104,9 +105,11 @@ class Plan:
             load = self.load(group)
             if load:
                 total += launch
+            guest = self.platforms[platform].kind not in LAUNCH_SECONDS
             for cell in load:
                 b = self.benchmarks[cell.benchmark]
-                per = sum((b.expected_seconds(p) or DEFAULT_RUN_S) + LOAD_RUN_OVERHEAD_S for p in b.points())
+                slow = GUEST_SLOWDOWN[accel] if guest and b.bound_by_count() else 1.0
+                per = sum((b.expected_seconds(p) or DEFAULT_RUN_S) * slow + LOAD_RUN_OVERHEAD_S for p in b.points())
                 total += per * (b.options.warmup + self.repetitions(b))
         return total
 

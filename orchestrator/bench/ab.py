@@ -141,6 +141,9 @@ class Ab(LoadBenchmark, kind="ab"):
         o = self.options
         return {"file": o.files, "requests": o.requests, "concurrency": o.concurrency}
 
+    def bound_by_count(self) -> bool:
+        return True
+
     def expected_seconds(self, point: dict) -> float:
         # ~3,000 fresh-connection requests/s on a small host (more with keep-alive), plus transfer time
         per_request = 1 / 3000 + parse_size(point["file"]) / 200e6

@@ -166,8 +166,13 @@ class Benchmark(Registered):
         return any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.metrics)
 
     def expected_seconds(self, point: dict) -> float | None:
-        """Roughly how long one run at `point` takes (for `run --check`'s estimate); None: unknown."""
+        """Roughly how long one run at `point` takes against a native server (for `run --check`'s
+        estimate); None: unknown."""
         return None
+
+    def bound_by_count(self) -> bool:
+        """True when a run is a fixed number of operations (so it lasts longer on a slower server)."""
+        return False
 
     def workload_needs(self) -> dict[str, list]:
         """What the workload must provide for this benchmark (e.g. the static files it fetches)."""

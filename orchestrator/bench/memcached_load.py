@@ -199,6 +199,9 @@ class MemcachedLoad(LoadBenchmark, kind="memaslap"):
                 p["concurrency"] = c
         return out
 
+    def bound_by_count(self) -> bool:
+        return self.options.operations is not None
+
     def expected_seconds(self, point: dict) -> float:
         o = self.options
         return o.operations / 20000 if o.operations else float(o.duration)  # ~20k ops/s on a small host

@@ -95,6 +95,9 @@ class Syscalls(LoadBenchmark, kind="syscalls"):
     tools = ()  # the client is in-process
     metrics = ("ns_per_call",)
 
+    def bound_by_count(self) -> bool:
+        return True
+
     def expected_seconds(self, point: dict) -> float:
         o = self.options  # ~0.1 us per native call, ~20 us under ptrace gVisor
         n = o.openclose_calls * len(o.files) if point["test"] == "openclose" else o.calls

@@ -108,8 +108,8 @@ REQUIREMENTS = ("kvm", "sriov")
 # The fields each kind uses; any other kind-specific field given is an error naming these.
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "order": ("increasing", "decreasing"),
-    "ratio": ("platform", "baseline", "at_least", "at_most"),
-    "close": ("platform", "baseline", "within_pct"),
+    "ratio": ("platform", "baseline", "at_least", "at_most", "baseline_point"),
+    "close": ("platform", "baseline", "within_pct", "baseline_point"),
 }
 
 
@@ -121,6 +121,9 @@ class ClaimModel(BaseModel):
     ratio  median(platform) / median(baseline) is at least `at_least` and/or at most `at_most`,
            judged by the 95% bootstrap CI of the ratio
     close  that ratio is within `within_pct` % of 1 (the whole CI inside the band)
+
+    `baseline_point` makes the baseline another point of the sweep (e.g. test: openclose_tmp against
+    test: openclose_host-tmpfs); baseline may then be the platform itself.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -143,6 +146,8 @@ class ClaimModel(BaseModel):
     at_least: float | None = Field(None, gt=0)
     at_most: float | None = Field(None, gt=0)
     within_pct: float | None = Field(None, gt=0, lt=100)
+    baseline_point: dict[str, Any] | None = Field(None, description="the baseline's sweep parameters, where they "
+                                                                      "differ from point's")
 
     @model_validator(mode="after")
     def fields_of_kind(self):
@@ -161,8 +166,9 @@ class ClaimModel(BaseModel):
             return self
         if not self.platform or not self.baseline:
             raise ValueError(f"a {self.kind} claim names platform: and baseline: (median of platform / baseline)")
-        if self.platform == self.baseline:
-            raise ValueError("platform and baseline are the same")
+        if self.platform == self.baseline and not self.baseline_point:
+            raise ValueError("platform and baseline are the same (give baseline_point to compare two points of one "
+                             "platform)")
         if self.kind == "ratio":
             if self.at_least is None and self.at_most is None:
                 raise ValueError("a ratio claim gives at_least: X and/or at_most: Y")

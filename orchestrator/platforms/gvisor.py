@@ -202,7 +202,8 @@ class Gvisor(HostTmpfsMounts, OciPlatform[GvisorOptions], kind="gvisor"):
         errors = super().preflight()
         if self.host.which("runsc") is None:
             return errors  # the missing tool is reported once, by the tool check
-        version = self.versions().get("runsc", "")
+        out = self.host.run(["runsc", "--version"], timeout=20, check=False).stdout.split("\n")[0].split()
+        version = out[2] if len(out) > 2 else "version unknown"
         platforms = runsc_platforms(self.host)
         if platforms and self.options.platform not in platforms:
             errors.append(f"platform: this runsc ({version}) has no {self.options.platform} platform; it has "

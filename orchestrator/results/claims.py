@@ -172,12 +172,12 @@ def not_comparable_reason(claim: "ClaimModel", groups: list[Group], facts: Platf
             else:
                 why = facts.failures.get(p) or [g.failures[p][0] for g in groups if g.failures.get(p)] or ["no sample"]
                 reasons.append(f"{p} has no successful sample of {claim.metric} ({why[0]})")
+    tcg = [p for p in claim.platforms if "tcg" in facts.accel.get(p, set())]
+    if tcg:  # said even when another platform is missing: it would not be comparable with the image either
+        why = facts.accel_reason.get(tcg[0])
+        reasons.append(f"{TCG_REASON} ({', '.join(tcg)} ran under TCG{': ' + why if why else ''})")
     if reasons:
         return "; ".join(reasons)
-    tcg = [p for p in claim.platforms if "tcg" in facts.accel.get(p, set())]
-    if tcg:
-        why = facts.accel_reason.get(tcg[0])
-        return f"{TCG_REASON} ({', '.join(tcg)} ran under TCG{': ' + why if why else ''})"
     if "kvm" in claim.requires:
         no_kvm = [p for p in claim.platforms if "kvm" not in facts.accel.get(p, set())]
         if no_kvm:
@@ -205,16 +205,27 @@ def _scaled(b: Sequence[float], bound: float) -> list[float]:
     return [v * bound for v in b]
 
 
-def judge_ratio(claim: "ClaimModel", g: Group) -> PointVerdict:
+def judge_ratio(claim: "ClaimModel", g: Group, h: Group | None = None) -> PointVerdict:
+    """median(platform in g) / median(baseline in h); h is g unless the claim has a baseline_point."""
+    h = h or g
     p, base = claim.platform or "", claim.baseline or ""
-    a, b = g.values(p), g.values(base)
+    a, b = g.values(p), h.values(base)
+    left, right = p, base
+    if claim.baseline_point:  # name the two points: gvisor[test=openclose_host-tmpfs] / gvisor[test=openclose_tmp]
+        keys = sorted(claim.baseline_point)
+        gp, hp = group_params(g), group_params(h)
+        left = f"{p}[{_point_label({k: gp.get(k) for k in keys})}]"
+        right = f"{base}[{_point_label({k: hp.get(k) for k in keys})}]"
+    ma, mb = g.per_platform[p].median, h.per_platform[base].median
+    numbers: dict[str, Any] = {"median": {left: ma, right: mb}, "n": {left: _n(a), right: _n(b)}, "unit": g.unit}
+    if ma is not None and mb is not None:
+        numbers["difference"] = ma - mb  # e.g. a platform's overhead over native, in the metric's unit
     r = ratio_ci(a, b)
-    numbers: dict[str, Any] = {"median": {p: g.per_platform[p].median, base: g.per_platform[base].median},
-                               "n": {p: _n(a), base: _n(b)}, "unit": g.unit}
     if r is None:
         return PointVerdict(g.point, NOT_COMPARABLE, f"a ratio of {g.metric} is undefined (a value is not positive)",
                             numbers)
     numbers["ratio"] = r._asdict()
+    p, base = left, right
     if claim.kind == "close":
         w = (claim.within_pct or 0) / 100
         lo, hi = 1 - w, 1 + w
@@ -223,7 +234,9 @@ def judge_ratio(claim: "ClaimModel", g: Group) -> PointVerdict:
         lo, hi = claim.at_least, claim.at_most
         band = " and ".join(x for x in (f">= {lo:g}" if lo is not None else "",
                                          f"<= {hi:g}" if hi is not None else "") if x)
-    text = f"{p}/{base} = {_ci_text(r)}; claimed {band} (n {_n(a)}/{_n(b)})"
+    d = numbers.get("difference")
+    diff = f"; {p} - {base} = {'+' if d >= 0 else '-'}{fmt(abs(d))} {g.unit}" if d is not None else ""
+    text = f"{p}/{base} = {_ci_text(r)}; claimed {band} (n {_n(a)}/{_n(b)}){diff}"
     if r.low is None or r.high is None:
         need = [n for x in (lo, hi) if x is not None and (n := repetitions_needed(a, _scaled(b, x)))]
         reps = max([MIN_N_INTERVAL, *need])
@@ -283,6 +296,19 @@ def judge_order(claim: "ClaimModel", g: Group) -> PointVerdict:
     return PointVerdict(g.point, REPRODUCED, text, numbers)
 
 
+def paired(groups: list[Group], baselines: list[Group], keys: set[str]) -> list[tuple[Group, Group]]:
+    """Each group with the baseline group whose parameters are the same apart from `keys`."""
+    out = []
+    for g in groups:
+        mine = {k: v for k, v in group_params(g).items() if k not in keys}
+        for h in baselines:
+            theirs = group_params(h)
+            if h is not g and all(k in theirs and _same(theirs[k], v) for k, v in mine.items() if k in g.point):
+                out.append((g, h))
+                break
+    return out
+
+
 def _point_label(point: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(point.items()))
 
@@ -298,12 +324,26 @@ def evaluate_claim(claim: "ClaimModel", groups: list[Group], facts: PlatformFact
         where = f" at {_point_label(claim.point)}" if claim.point else ""
         base.reason = base.detail = f"the run has no samples of {claim.metric}{where}"
         return base
-    reason = not_comparable_reason(claim, matched, facts, published)
+    scope = matched
+    if claim.baseline_point:
+        scope = matched + matching_groups(groups, claim.metric, claim.workload, claim.benchmark,
+                                          {**claim.point, **claim.baseline_point})
+    reason = not_comparable_reason(claim, scope, facts, published)
     if reason:
         base.reason = base.detail = reason
         return base
-    judge = judge_order if claim.kind == "order" else judge_ratio
-    points = [judge(claim, g) for g in matched if all(g.values(p) for p in claim.platforms)]
+    if claim.kind == "order":
+        points = [judge_order(claim, g) for g in matched if all(g.values(p) for p in claim.platforms)]
+    elif claim.baseline_point:
+        base_point = {**claim.point, **claim.baseline_point}
+        baselines = matching_groups(groups, claim.metric, claim.workload, claim.benchmark, base_point)
+        if not baselines:
+            base.reason = base.detail = f"the run has no samples of {claim.metric} at {_point_label(base_point)}"
+            return base
+        points = [judge_ratio(claim, g, h) for g, h in paired(matched, baselines, set(base_point))
+                  if g.values(claim.platform or "") and h.values(claim.baseline or "")]
+    else:
+        points = [judge_ratio(claim, g) for g in matched if all(g.values(p) for p in claim.platforms)]
     base.points = points
     verdicts = [pv.verdict for pv in points]
     multi = len(points) > 1

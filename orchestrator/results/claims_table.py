@@ -19,9 +19,7 @@ def verdict_rows(verdicts: list[Verdict]) -> list[list[str]]:
     for v in verdicts:
         style = VERDICT_STYLE.get(v.verdict, "yellow")
         label = v.verdict + (f" (~{v.repetitions} reps)" if v.repetitions else "")
-        test = "" if v.verdict == NOT_COMPARABLE else f" [dim]({escape(v.test)})[/dim]"
-        out.append([escape(v.id), f"[{style}]{label}[/{style}]", escape(v.statement), escape(v.detail) + test,
-                    escape(v.source)])
+        out.append([escape(v.id), f"[{style}]{label}[/{style}]", escape(v.statement), escape(v.detail)])
     return out
 
 
@@ -39,11 +37,13 @@ def published_table_rows(rows: list[PublishedRow]) -> list[list[str]]:
 def print_claims(console: Console, run_id: str, paper: Any, verdicts: list[Verdict],
                  published: list[PublishedRow]) -> None:
     title = f"claims of run {run_id}" + (f": {paper.paper.citation()}" if paper.paper else "")
-    _print(console, columns_table(title, ["claim", "verdict", "statement", "numbers and test", "source"],
-                                  verdict_rows(verdicts), set(), width=console.width, wide=False,
-                                  minima={"verdict": 14}))
+    _print(console, columns_table(title, ["claim", "verdict", "statement", "numbers"], verdict_rows(verdicts),
+                                  set(), width=console.width, wide=False, minima={"verdict": 14, "claim": 12}))
     counts = verdict_counts(verdicts)
-    console.print(", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+    console.print(", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False, soft_wrap=True)
+    for test in dict.fromkeys(v.test for v in verdicts if v.verdict != NOT_COMPARABLE):
+        kinds = "/".join(dict.fromkeys(v.kind for v in verdicts if v.test == test))
+        console.print(f"{kinds}: {test}", highlight=False, soft_wrap=True, markup=False)
     if published:
         p = paper.published
         caption = f"paper: {p.hardware}" + (f", {p.nic}" if p.nic else "") + f"; source: {p.source}"

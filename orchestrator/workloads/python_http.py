@@ -3,17 +3,25 @@
 The program (python_http/http_server.py) runs under Debian's own interpreter, /usr/bin/python3.11,
 with `-S -I` (no site, no environment), so every platform starts the same interpreter the same
 way. Images hold the interpreter, its shared libraries (ldd) and only the standard-library modules
-the program imports, with their compiled .pyc files: the list comes from the program itself
-(`--modules`, run once on the controller), plus os.py, which the interpreter looks for to find its
-library, and the encodings a C/UTF-8 locale needs. The script is written per launch into the
-config directory. Readiness: `GET /` answered with 200 and the exact body.
+the program imports: the list comes from the program itself (`--modules`, run once on the
+controller), plus os.py, which the interpreter looks for to find its library, and the encodings a
+C/UTF-8 locale needs. The script is written per launch into the config directory. Readiness:
+`GET /` answered with 200 and the exact body.
+
+Bytecode: Debian's .pyc files are validated against the source's mtime, which a Linux guest's
+initramfs does not keep (its entries have mtime 0), so the guest would compile every module at
+each boot and the containers would not. testbed compiles the modules once into the cache as
+unchecked-hash .pyc files under a `-X pycache_prefix` tree that every platform's image holds and
+every launch uses: the same bytecode, never recompiled, everywhere.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import os
 import shutil
 import subprocess
+import tempfile
 from functools import cached_property
 from pathlib import Path
 
@@ -24,6 +32,7 @@ from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_
 PROGRAM = Path(__file__).with_name("python_http") / "http_server.py"
 PYTHON = "/usr/bin/python3.11"
 STDLIB = "/usr/lib/python3.11"
+CACHE_TAG = "cpython-311"  # sys.implementation.cache_tag of PYTHON
 BODY = b"testbed python-http ready\n"
 # Found at start-up or by locale, not by the program's imports: the library landmark (os.py) and
 # the codecs of the C and UTF-8 locales.
@@ -31,8 +40,46 @@ ALWAYS = ("os.py", "encodings/__init__.py", "encodings/aliases.py", "encodings/u
           "encodings/latin_1.py")
 
 
-def interpreter_argv(program: str, *args: str) -> list[str]:
-    return [PYTHON, "-S", "-I", program, *args]
+def interpreter_argv(program: str, *args: str, pycache: str | None = None) -> list[str]:
+    prefix = ["-X", f"pycache_prefix={pycache}"] if pycache else []
+    return [PYTHON, "-S", "-I", "-B", *prefix, program, *args]  # -B: read the cached bytecode, never write
+
+
+COMPILE = """
+import importlib.util, py_compile, sys
+for src in sys.argv[1:]:
+    py_compile.compile(src, cfile=importlib.util.cache_from_source(src), doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
+def compiled_modules(sources: tuple[str, ...]) -> Path:
+    """A pycache_prefix tree holding unchecked-hash .pyc files of `sources`, in the cache (built once,
+    keyed by the interpreter and the sources' content)."""
+    from ..images.compiled import compile_root
+
+    h = hashlib.sha256(Path(PYTHON).resolve().read_bytes())
+    for src in sources:
+        h.update(b"\0" + src.encode() + b"\0" + Path(src).read_bytes())
+    out = compile_root() / "compiled" / f"python-http-pycache-{h.hexdigest()[:16]}"
+    if out.is_dir():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".python-http-pycache-", dir=out.parent))
+    try:
+        # The paths inside the tree name the final directory: compile there through the prefix of `out`.
+        proc = subprocess.run([PYTHON, "-S", "-I", "-B", "-X", f"pycache_prefix={tmp}", "-c", COMPILE, *sources],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise TestbedError(f"compiling the python-http modules failed: {proc.stderr.strip()[-200:]}")
+        try:
+            os.rename(tmp, out)  # atomic; another process may have finished first
+        except OSError:
+            if not out.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def module_closure() -> tuple[str, ...]:
@@ -48,16 +95,19 @@ def module_closure() -> tuple[str, ...]:
         raise TestbedError(f"{PYTHON} {PROGRAM.name} --modules failed: {proc.stderr.strip()[-200:]}")
     sources = [line for line in proc.stdout.splitlines() if line.startswith(STDLIB + "/")]
     sources += [f"{STDLIB}/{rel}" for rel in ALWAYS]
-    files: list[str] = []
-    for src in dict.fromkeys(sources):
-        if not Path(src).exists():
-            continue
-        files.append(src)
-        if src.endswith(".py"):
-            pyc = importlib.util.cache_from_source(src)
-            if Path(pyc).exists():
-                files.append(pyc)
-    return tuple(files)
+    return tuple(src for src in dict.fromkeys(sources) if Path(src).exists())
+
+
+def pyc_files(tree: Path, sources: tuple[str, ...]) -> tuple[str, ...]:
+    """The .pyc of each source under a pycache_prefix tree (python3.11's cache tag)."""
+    out = []
+    for src in sources:
+        path = Path(src)
+        pyc = Path(f"{tree}{path.parent}") / f"{path.stem}.{CACHE_TAG}.pyc"
+        if not pyc.is_file():
+            raise TestbedError(f"{pyc} is missing from the compiled python-http modules; remove {tree} to rebuild")
+        out.append(str(pyc))
+    return tuple(out)
 
 
 class PythonHttpOptions(WorkloadOptions):
@@ -70,9 +120,15 @@ class PythonHttp(Workload, kind="python-http"):
     tools = (Tool("python3.11", "python3.11-minimal", ("python3.11", "--version"), "python-http workload"),)
 
     @cached_property
+    def _modules(self) -> tuple[tuple[str, ...], Path]:
+        sources = module_closure()
+        return sources, compiled_modules(sources)
+
+    @cached_property
     def _recipe(self) -> ImageRecipe:
+        sources, tree = self._modules
         return ImageRecipe(packages=("python3.11-minimal", "libpython3.11-minimal"), binaries=(PYTHON,),
-                           files=module_closure(), directories=(f"{STDLIB}/lib-dynload", "/tmp"))
+                           files=sources + pyc_files(tree, sources), directories=(f"{STDLIB}/lib-dynload", "/tmp"))
 
     def image_recipe(self) -> ImageRecipe:  # computed: the modules the program imports
         return self._recipe
@@ -81,7 +137,7 @@ class PythonHttp(Workload, kind="python-http"):
         shutil.copyfile(PROGRAM, config_dir / PROGRAM.name)
 
     def server_argv(self, config_path: str) -> list[str]:
-        return interpreter_argv(f"{config_path}/{PROGRAM.name}", str(self.port))
+        return interpreter_argv(f"{config_path}/{PROGRAM.name}", str(self.port), pycache=str(self._modules[1]))
 
     def probe(self, connect: Connect) -> bool:
         with connect() as s:

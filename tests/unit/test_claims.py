@@ -173,6 +173,23 @@ def test_sweep_claims_judge_every_point_and_a_point_filter_selects():
     assert none.verdict == C.NOT_COMPARABLE and "no samples of startup_ms at connections=99" in none.reason
 
 
+def test_a_baseline_point_compares_two_points_of_one_platform():
+    data = []
+    for platform, tmp, host in (("gvisor", 1.0, 3.0), ("runc", 1.0, 1.02)):
+        data += rows(platform, "ns_per_call", scaled(tmp), unit="ns", params={"test": "openclose_tmp"})
+        data += rows(platform, "ns_per_call", scaled(host), unit="ns", params={"test": "openclose_host-tmpfs"})
+    claim = {"id": "ext", "kind": "ratio", "statement": "the gofer makes host tmpfs slower", "metric": "ns_per_call",
+             "platform": "gvisor", "baseline": "gvisor", "point": {"test": "openclose_host-tmpfs"},
+             "baseline_point": {"test": "openclose_tmp"}, "at_least": 2}
+    v = verdict(claim, data)
+    assert v.verdict == C.REPRODUCED, v.detail
+    assert v.detail.startswith("gvisor[test=openclose_host-tmpfs]/gvisor[test=openclose_tmp] = 3.00x")
+    assert "= +200.2 ns" in v.detail  # the difference, in the metric's unit
+    same = verdict({**claim, "kind": "close", "at_least": None, "within_pct": 10, "platform": "runc",
+                    "baseline": "runc"}, data)
+    assert same.verdict == C.REPRODUCED, same.detail
+
+
 def test_point_filter_matches_file_sizes_by_value():
     data = rows("gvisor", "startup_ms", scaled(5), params={"file": "4k.bin"}) + \
         rows("runc", "startup_ms", scaled(1), params={"file": "4k.bin"})
