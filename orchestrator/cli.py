@@ -138,12 +138,12 @@ def _check(plan, trust_new_host_key: bool) -> None:
     rows = [[c.platform, c.workload, c.benchmark, str(len(plan.benchmarks[c.benchmark].points())),
              str(plan.repetitions(plan.benchmarks[c.benchmark])), str(plan.kept_runs(c)), str(plan.trials(c))]
             for c in plan.cells]
-    _print(console, columns_table(f"{plan.path}: {len(plan.cells)} cells{scale}, digest {plan.digest[:12]}",
-                                  ["platform", "workload", "benchmark", "points", "reps", "kept runs",
-                                   "with warm-ups"], rows, numeric, width=console.width, wide=False))
-
     def say(text: str) -> None:
         console.print(text, highlight=False, soft_wrap=True)
+
+    say(f"{plan.path}: {len(plan.cells)} cells{scale}, digest {plan.digest[:12]}")
+    _print(console, columns_table("", ["platform", "workload", "benchmark", "points", "reps", "kept runs",
+                                       "with warm-ups"], rows, numeric, width=console.width, wide=False))
 
     for note in plan.skipped:
         say(f"note: {note}; those cells are skipped")

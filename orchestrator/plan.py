@@ -175,6 +175,7 @@ def apply_scale(data: dict, lines: LineMap, scale: str, source: str) -> dict:
         have = ", ".join(scales) if isinstance(scales, dict) and scales else "none"
         raise_if([f"{source}:{lines.line_of(('scales',)) or 1}: --scale {scale}: the suite has no such scale "
                   f"(scales: {have})"])
+    assert isinstance(scales, dict)
     overlay = scales[scale]
     if not isinstance(overlay, dict):
         raise_if([f"{source}:{lines.line_of(('scales', scale))}: scales.{scale}: expected a mapping of settings"])
@@ -224,6 +225,8 @@ def paper_errors(model: SuiteModel, platforms: dict, workloads: dict, benchmarks
                 errors.append(f"{source}:{lines.line_of(loc + ploc)}: {dotted(loc + ploc)}: the matrix measures "
                               f"{metric} on {', '.join(dict.fromkeys(c.platform for c in found))}, not on {p!r}")
 
+    named: list[tuple[tuple, str]]
+    loc: tuple
     for i, claim in enumerate(model.claims):
         loc = ("claims", i)
         if claim.kind == "order":

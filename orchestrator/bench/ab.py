@@ -73,10 +73,10 @@ def _number(fields: dict[str, str], key: str) -> float:
 def parse_ab(text: str) -> dict[str, float]:
     """Named values from ab's report (and its -e percentile CSV); ValueError when it is not whole."""
     fields: dict[str, str] = {}
-    for name, value in RE_FIELD.findall(text):
-        name = name.strip()
+    for raw_name, value in RE_FIELD.findall(text):
+        name = raw_name.strip()
         if name == "Time per request" and "across all concurrent requests" in value:
-            name = "Time per request (all)"
+            name = "Time per request (all)"  # the second line of that name
         fields.setdefault(name, value)
     if "Requests per second" not in fields:
         raise ValueError(f"no 'Requests per second' line in ab output: {text.strip()[-160:]!r}")

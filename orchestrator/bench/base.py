@@ -49,6 +49,7 @@ class Measurement:
     params: dict = field(default_factory=dict)
     status: SampleStatus = SampleStatus.OK
     reason: str | None = None
+    raw: str | None = None  # the tool's raw output file this value was parsed from (ClientSide.keep_output)
 
     @classmethod
     def failed(cls, metric: str, unit: str, reason: str, params: dict | None = None) -> "Measurement":
@@ -66,6 +67,13 @@ class Target:
 Connector = Callable[[str, int, float], socket.socket]
 # Called while a tool runs: a reason to abort it (the instance died), or None to carry on.
 Watch = Callable[[], str | None]
+
+
+def with_raw(measurements: list[Measurement], raw: str) -> list[Measurement]:
+    """The measurements, each naming the raw output file it came from."""
+    for m in measurements:
+        m.raw = raw
+    return measurements
 
 
 def _direct_connect(address: str, port: int, timeout: float) -> socket.socket:
@@ -117,15 +125,15 @@ class ClientSide:
             result = self.run(argv, timeout=timeout)
         except (TestbedError, OSError) as exc:
             return failed(str(exc))
-        self.keep_output(label, result.stdout, result.stderr)
+        raw = str(self.keep_output(label, result.stdout, result.stderr))
         if result.aborted:
-            return failed(f"{Path(argv[0]).name} stopped after {result.seconds:.1f} s: {result.aborted}")
+            return with_raw(failed(f"{Path(argv[0]).name} stopped after {result.seconds:.1f} s: {result.aborted}"), raw)
         if not result.ok:
-            return failed(f"{Path(argv[0]).name} exited {result.returncode}: {result.tail()}")
+            return with_raw(failed(f"{Path(argv[0]).name} exited {result.returncode}: {result.tail()}"), raw)
         try:
-            return parse(result)
+            return with_raw(parse(result), raw)
         except ValueError as exc:
-            return failed(f"{exc}; stderr: {result.tail()}" if result.stderr.strip() else str(exc))
+            return with_raw(failed(f"{exc}; stderr: {result.tail()}" if result.stderr.strip() else str(exc)), raw)
 
     def keep_output(self, label: str, text: str, stderr: str = "") -> Path:
         """Keep a tool's raw output beside the run (runs/<id>/client/raw/), for checking and parser fixtures."""
@@ -209,4 +217,4 @@ class LoadBenchmark(Benchmark):
 
 
 __all__ = ["Benchmark", "BenchmarkOptions", "ColdStartBenchmark", "LoadBenchmark", "ClientSide", "Measurement",
-           "Target", "Connector", "Watch", "MAX_REPETITIONS"]
+           "Target", "Connector", "Watch", "MAX_REPETITIONS", "with_raw"]

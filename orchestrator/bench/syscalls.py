@@ -129,7 +129,7 @@ class Syscalls(LoadBenchmark, kind="syscalls"):
                     continue
                 try:
                     text = request(sock, line, o.timeout)
-                    client.keep_output(f"syscalls-{line.split()[0]}", text)
+                    raw = str(client.keep_output(f"syscalls-{line.split()[0]}", text))
                     parsed = parse_results(text)
                 except (OSError, ValueError) as exc:
                     reason = str(exc) if isinstance(exc, TimeoutError) else f"{line}: {exc}"
@@ -139,7 +139,9 @@ class Syscalls(LoadBenchmark, kind="syscalls"):
                 for name in names:
                     r = parsed.get(name)
                     if r is None:
-                        out.append(Measurement.failed("ns_per_call", "ns", f"{line}: no {name} result", {"test": name}))
+                        m = Measurement.failed("ns_per_call", "ns", f"{line}: no {name} result", {"test": name})
                     else:
-                        out.append(Measurement("ns_per_call", r["ns_per_call"], "ns", {"test": name}))
+                        m = Measurement("ns_per_call", r["ns_per_call"], "ns", {"test": name})
+                    m.raw = raw
+                    out.append(m)
         return out

@@ -215,14 +215,14 @@ class PaperSuite:
         self.paper, self.published, self.claims = paper, published, claims
 
     @classmethod
-    def of(cls, model: Any) -> "PaperSuite | None":
+    def of(cls, model: Any) -> PaperSuite | None:
         """From a SuiteModel (or anything with .paper, .published, .claims); None without any of them."""
         if model.paper is None and model.published is None and not model.claims:
             return None
         return cls(model.paper, model.published, list(model.claims))
 
     @classmethod
-    def from_provenance(cls, provenance: dict) -> "PaperSuite | None":
+    def from_provenance(cls, provenance: dict) -> PaperSuite | None:
         """None when the run recorded no paper blocks; ValueError (pydantic's) when they no longer validate."""
         blocks = provenance.get("paper_suite")
         if not blocks:

@@ -29,12 +29,12 @@ PREFIX = "testbed-"
 LEDGER_KIND = "host-tmpfs-dir"
 
 
-def fs_type(host: "Host", path: str) -> str:
+def fs_type(host: Host, path: str) -> str:
     res = host.run(["stat", "-f", "-c", "%T", path], timeout=10, check=False)
     return res.stdout.strip() if res.ok else f"unknown ({res.tail()})"
 
 
-def host_tmpfs_problem(host: "Host") -> str | None:
+def host_tmpfs_problem(host: Host) -> str | None:
     """Why host_tmpfs cannot work on this host, or None."""
     kind = fs_type(host, HOST_TMPFS_ROOT)
     if kind != "tmpfs":
@@ -46,7 +46,7 @@ class HostTmpfsMounts:
     """Mixin for OciPlatform subclasses whose Options have `host_tmpfs: bool`."""
 
     options: Any
-    host: "Host"
+    host: Host
     ledger: Any
     name: str
     workdir: Path

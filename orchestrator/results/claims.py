@@ -24,9 +24,11 @@ statistics module (stats.py) does not already provide.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..sizes import parse_size
 from ..units import convert
@@ -144,7 +146,7 @@ class PlatformFacts:
     measured: set[str] = field(default_factory=set)
 
     @classmethod
-    def of(cls, rows: Iterable[SampleRow]) -> "PlatformFacts":
+    def of(cls, rows: Iterable[SampleRow]) -> PlatformFacts:
         f = cls()
         for r in rows:
             f.measured.add(r.platform)
@@ -160,8 +162,8 @@ class PlatformFacts:
         return f
 
 
-def not_comparable_reason(claim: "ClaimModel", groups: list[Group], facts: PlatformFacts,
-                          published: "PublishedModel | None") -> str | None:
+def not_comparable_reason(claim: ClaimModel, groups: list[Group], facts: PlatformFacts,
+                          published: PublishedModel | None) -> str | None:
     reasons = []
     for p in claim.platforms:
         if not any(g.values(p) for g in groups):
@@ -174,8 +176,8 @@ def not_comparable_reason(claim: "ClaimModel", groups: list[Group], facts: Platf
                 reasons.append(f"{p} has no successful sample of {claim.metric} ({why[0]})")
     tcg = [p for p in claim.platforms if "tcg" in facts.accel.get(p, set())]
     if tcg:  # said even when another platform is missing: it would not be comparable with the image either
-        why = facts.accel_reason.get(tcg[0])
-        reasons.append(f"{TCG_REASON} ({', '.join(tcg)} ran under TCG{': ' + why if why else ''})")
+        accel_reason = facts.accel_reason.get(tcg[0])
+        reasons.append(f"{TCG_REASON} ({', '.join(tcg)} ran under TCG{': ' + accel_reason if accel_reason else ''})")
     if reasons:
         return "; ".join(reasons)
     if "kvm" in claim.requires:
@@ -205,7 +207,7 @@ def _scaled(b: Sequence[float], bound: float) -> list[float]:
     return [v * bound for v in b]
 
 
-def judge_ratio(claim: "ClaimModel", g: Group, h: Group | None = None) -> PointVerdict:
+def judge_ratio(claim: ClaimModel, g: Group, h: Group | None = None) -> PointVerdict:
     """median(platform in g) / median(baseline in h); h is g unless the claim has a baseline_point."""
     h = h or g
     p, base = claim.platform or "", claim.baseline or ""
@@ -226,6 +228,8 @@ def judge_ratio(claim: "ClaimModel", g: Group, h: Group | None = None) -> PointV
                             numbers)
     numbers["ratio"] = r._asdict()
     p, base = left, right
+    lo: float | None
+    hi: float | None
     if claim.kind == "close":
         w = (claim.within_pct or 0) / 100
         lo, hi = 1 - w, 1 + w
@@ -258,17 +262,17 @@ def judge_ratio(claim: "ClaimModel", g: Group, h: Group | None = None) -> PointV
                         f"decides it at this spread", numbers)
 
 
-def judge_order(claim: "ClaimModel", g: Group) -> PointVerdict:
+def judge_order(claim: ClaimModel, g: Group) -> PointVerdict:
     order = claim.platforms
     increasing = claim.increasing is not None
-    values = {p: g.values(p) for p in order}
+    values: dict[str, Sequence[float]] = {p: g.values(p) for p in order}
     ranking = rank(values, "lower")
     numbers: dict[str, Any] = {"median": {p: g.per_platform[p].median for p in order},
                                "n": {p: _n(v) for p, v in values.items()}, "unit": g.unit, "pairs": []}
     assert ranking is not None  # every platform has values (checked before)
     contradicted, unresolved, parts = [], [], []
     reps: list[int] = []
-    for a, b in zip(order, order[1:]):
+    for a, b in itertools.pairwise(order):
         t = ranking.pair(a, b)
         assert t is not None
         ma, mb = ranking.medians[a], ranking.medians[b]
@@ -313,8 +317,8 @@ def _point_label(point: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(point.items()))
 
 
-def evaluate_claim(claim: "ClaimModel", groups: list[Group], facts: PlatformFacts,
-                   paper: "PaperModel | None" = None, published: "PublishedModel | None" = None) -> Verdict:
+def evaluate_claim(claim: ClaimModel, groups: list[Group], facts: PlatformFacts,
+                   paper: PaperModel | None = None, published: PublishedModel | None = None) -> Verdict:
     source = claim.source or (paper.where if paper else "")
     test = ORDER_TEST if claim.kind == "order" else RATIO_TEST
     base = Verdict(claim.id, claim.kind, claim.statement, NOT_COMPARABLE, "", test, source, claim.metric,
@@ -381,24 +385,23 @@ def evaluate_claims(suite: Any, rows: Sequence[SampleRow], groups: list[Group] |
 
 
 # --- published numbers beside ours -----------------------------------------------------------
-def _median_of(groups: list[Group], platform: str, metric: str, workload: str | None, benchmark: str | None,
-               point: dict[str, Any]) -> tuple[float | None, str | None, int]:
-    for g in matching_groups(groups, metric, workload, benchmark, point):
-        s = g.per_platform.get(platform)
+def _median_of(groups: list[Group], ours: Any) -> tuple[float | None, str | None, int]:
+    """Our median for a published value's `ours` (platform, metric, workload, benchmark, point)."""
+    for g in matching_groups(groups, ours.metric, ours.workload, ours.benchmark, ours.point):
+        s = g.per_platform.get(ours.platform)
         if s is not None and s.median is not None:
             return s.median, g.unit, s.n
     return None, None, 0
 
 
-def published_rows(published: "PublishedModel | None", groups: list[Group]) -> list[PublishedRow]:
+def published_rows(published: PublishedModel | None, groups: list[Group]) -> list[PublishedRow]:
     if published is None:
         return []
     out: list[PublishedRow] = []
     base_pub = next((v for v in published.values if v.system == published.baseline), None)
     base_ours = None
     if base_pub is not None and base_pub.ours is not None:
-        o = base_pub.ours
-        base_ours = _median_of(groups, o.platform, o.metric, o.workload, o.benchmark, o.point)[0]
+        base_ours = _median_of(groups, base_pub.ours)[0]
     for v in published.values:
         row = PublishedRow(v.system, v.what, v.value, v.unit, v.approx)
         if base_pub is not None:
@@ -406,7 +409,7 @@ def published_rows(published: "PublishedModel | None", groups: list[Group]) -> l
             row.published_ratio = v.value / same if same else None
         if v.ours is not None:
             o = v.ours
-            median, unit, n = _median_of(groups, o.platform, o.metric, o.workload, o.benchmark, o.point)
+            median, unit, n = _median_of(groups, o)
             row.ours_platform, row.ours_n = o.platform, n
             if median is None:
                 row.note = f"no successful sample of {o.metric} on {o.platform}"

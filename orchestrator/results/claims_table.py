@@ -41,8 +41,9 @@ def print_claims(console: Console, run_id: str, paper: Any, verdicts: list[Verdi
                                   set(), width=console.width, wide=False, minima={"verdict": 14, "claim": 12}))
     counts = verdict_counts(verdicts)
     console.print(", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False, soft_wrap=True)
-    for test in dict.fromkeys(v.test for v in verdicts if v.verdict != NOT_COMPARABLE):
-        kinds = "/".join(dict.fromkeys(v.kind for v in verdicts if v.test == test))
+    judged = [v for v in verdicts if v.verdict != NOT_COMPARABLE]
+    for test in dict.fromkeys(v.test for v in judged):
+        kinds = "/".join(dict.fromkeys(v.kind for v in judged if v.test == test))
         console.print(f"{kinds}: {test}", highlight=False, soft_wrap=True, markup=False)
     if published:
         p = paper.published

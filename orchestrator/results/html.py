@@ -146,7 +146,10 @@ def run_section(store: Store, run_id: str, paper: Any = None) -> dict[str, Any]:
     groups = summarize_rows(rows)
     labels = platform_labels(rows)
     if paper is not None and not isinstance(paper, PaperData):
-        paper = paper_data(paper, rows, groups, labels, run_id, run_host(info))
+        server = (info["provenance"] or {}).get("server") or {}
+        here = ", ".join(str(x) for x in (run_host(info), server.get("cpu_model"),
+                                          f"{server['cores']} cores" if server.get("cores") else None) if x)
+        paper = paper_data(paper, rows, groups, labels, run_id, here)
     figs, left_out = figures(groups, labels)
     flags = [{"label": g.label, "platform": labels.get(p, p), "name": f.name, "detail": f.detail}
              for g in groups for p, s in g.per_platform.items() for f in s.flags]

@@ -8,12 +8,24 @@ because the hardware differs and only ratios can be compared.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib
 
 from .claims import PublishedRow, Verdict, matching_groups
-from .plots import RC, Plot, _figure, _slug, bar_figure, colour_map, legend_above, numeric_sweep_key, sweep_figure, \
-    to_svg
 from .flags import sweep_lines
+from .plots import (
+    RC,
+    Plot,
+    _figure,
+    _slug,
+    bar_figure,
+    colour_map,
+    legend_above,
+    numeric_sweep_key,
+    sweep_figure,
+    to_svg,
+)
 from .summary import Group
 
 
@@ -25,11 +37,16 @@ def _renamed(plot: Plot, new_id: str, title: str, caption: str) -> Plot:
 
 def claim_figures(verdict: Verdict, claim, groups: list[Group], labels: dict[str, str], run_id: str) -> list[Plot]:
     """The claim's platforms at the points it covers (none when nothing was measured)."""
-    matched = [g for g in matching_groups(groups, claim.metric, claim.workload, claim.benchmark, claim.point)
-               if any(g.values(p) for p in claim.platforms)]
+    matched = matching_groups(groups, claim.metric, claim.workload, claim.benchmark, claim.point)
+    if getattr(claim, "baseline_point", None):  # the two points side by side
+        matched += [g for g in matching_groups(groups, claim.metric, claim.workload, claim.benchmark,
+                                               {**claim.point, **claim.baseline_point}) if g not in matched]
+    platforms = list(dict.fromkeys(p for p in claim.platforms if any(g.values(p) for g in matched)))
+    # only the claim's platforms: the axis (linear or log) follows what is drawn
+    matched = [replace(g, per_platform={p: s for p, s in g.per_platform.items() if p in platforms})
+               for g in matched if any(g.values(p) for p in platforms)]
     if not matched:
         return []
-    platforms = [p for p in claim.platforms if any(g.values(p) for g in matched)]
     key = numeric_sweep_key(matched)
     plots = [sweep_figure(line, key, platforms, labels) for line in sweep_lines(matched, key)] if key else \
         [bar_figure(matched, platforms, labels)]
@@ -53,7 +70,7 @@ def published_figure(rows: list[PublishedRow], baseline: str, ours_baseline: str
         xs = list(range(len(shown)))
         ax.bar([x - 0.2 for x in xs], [r.published_ratio or 0.0 for r in shown], 0.38, color=colours["published"],
                label=f"published, ratio to {baseline}")
-        ours = [(x, r.ours_ratio) for x, r in zip(xs, shown) if r.ours_ratio is not None]
+        ours = [(x, r.ours_ratio) for x, r in zip(xs, shown, strict=True) if r.ours_ratio is not None]
         if ours:
             ax.bar([x + 0.2 for x, _ in ours], [v or 0.0 for _, v in ours], 0.38, color=colours["ours"],
                    label=f"ours, ratio to {ours_baseline or 'our baseline'}")

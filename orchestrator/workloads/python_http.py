@@ -69,7 +69,7 @@ def compiled_modules(sources: tuple[str, ...]) -> Path:
     try:
         # The paths inside the tree name the final directory: compile there through the prefix of `out`.
         proc = subprocess.run([PYTHON, "-S", "-I", "-B", "-X", f"pycache_prefix={tmp}", "-c", COMPILE, *sources],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:
             raise TestbedError(f"compiling the python-http modules failed: {proc.stderr.strip()[-200:]}")
         try:
@@ -88,7 +88,7 @@ def module_closure() -> tuple[str, ...]:
         raise MissingToolError(f"{PYTHON} is not installed; apt-get install python3.11-minimal (./setup.sh)")
     try:
         proc = subprocess.run(interpreter_argv(str(PROGRAM), "--modules"), capture_output=True, text=True,
-                              timeout=30, cwd="/")
+                              timeout=30, cwd="/", check=False)
     except subprocess.TimeoutExpired as exc:
         raise TestbedError(f"{PYTHON} {PROGRAM.name} --modules did not finish within 30 s") from exc
     if proc.returncode != 0:

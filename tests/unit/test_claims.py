@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from results_data import BASE
 
 from orchestrator.config.papers import ClaimModel, PaperModel, PublishedModel
 from orchestrator.results import claims as C
 from orchestrator.results.store import SampleRow
-
-from results_data import BASE
 
 PAPER = PaperModel(title="T", venue="V", year=2020, figure="Figure 3")
 
