@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..sizes import parse_size
 from ..tools import Tool
-from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target, sweep_values
 from .wrk import unique_file_names
 
 RE_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9 /-]*?):\s+(.+?)\s*$", re.M)
@@ -45,11 +45,7 @@ class AbOptions(BenchmarkOptions):
     @field_validator("requests", "concurrency")
     @classmethod
     def sweep_bounds(cls, values: list[int]) -> list[int]:
-        if any(v < 1 or v > 50_000_000 for v in values):
-            raise ValueError("every value of the sweep must be in 1..50000000")
-        if len(set(values)) != len(values):
-            raise ValueError("a value is listed twice")
-        return values
+        return sweep_values(values, 1, 50_000_000, "the sweep")
 
     @model_validator(mode="after")
     def concurrency_within_requests(self):

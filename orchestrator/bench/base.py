@@ -41,6 +41,15 @@ class BenchmarkOptions(BaseModel):
     timeout: float = Field(120.0, gt=0, le=24 * 3600, description="seconds one run of the tool may take")
 
 
+def sweep_values(values: list[int], low: int, high: int, what: str) -> list[int]:
+    """A sweep of integers: each in low..high, none twice (the message names `what` they are)."""
+    if any(v < low or v > high for v in values):
+        raise ValueError(f"every value of {what} must be in {low}..{high}")
+    if len(set(values)) != len(values):
+        raise ValueError("a value is listed twice")
+    return values
+
+
 @dataclass
 class Measurement:
     metric: str
@@ -217,4 +226,4 @@ class LoadBenchmark(Benchmark):
 
 
 __all__ = ["Benchmark", "BenchmarkOptions", "ColdStartBenchmark", "LoadBenchmark", "ClientSide", "Measurement",
-           "Target", "Connector", "Watch", "MAX_REPETITIONS", "with_raw"]
+           "Target", "Connector", "Watch", "MAX_REPETITIONS", "with_raw", "sweep_values"]

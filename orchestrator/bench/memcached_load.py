@@ -24,7 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import TestbedError
 from ..tools import Tool
-from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target, sweep_values
 
 TOOL = "memcaslap"
 RE_FINAL = re.compile(r"^Run time: ([0-9.]+)s Ops: (\d+) TPS: (\d+) Net_rate: ([0-9.]+)M/s\s*$", re.M)
@@ -60,11 +60,7 @@ class MemcachedLoadOptions(BenchmarkOptions):
     @field_validator("threads")
     @classmethod
     def threads_bounds(cls, values: list[int]) -> list[int]:
-        if any(v < 1 or v > 64 for v in values):
-            raise ValueError("every value of threads must be in 1..64")
-        if len(set(values)) != len(values):
-            raise ValueError("a value is listed twice")
-        return values
+        return sweep_values(values, 1, 64, "threads")
 
     @field_validator("concurrency")
     @classmethod

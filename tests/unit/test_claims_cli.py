@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from helpers import run_cli
 from results_data import add, open_store, scaled
-from rich.console import Console
 
-from orchestrator import cli as cli_mod
 from orchestrator.config.papers import paper_provenance
 from orchestrator.plan import load_plan
 
@@ -61,24 +58,10 @@ def store(tmp_path_factory):
     return d / "r.sqlite"
 
 
-@pytest.fixture
-def tb(monkeypatch, capsys):
-    def invoke(*args: str):
-        monkeypatch.setattr(cli_mod, "console", Console(width=200, color_system=None, force_terminal=False))
-        monkeypatch.setattr(sys, "argv", ["testbed", *args])
-        code = 0
-        try:
-            cli_mod.main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out = capsys.readouterr()
-        return code, out.out, out.err
-    return invoke
-
-
 def test_claims_table_gives_every_claim_a_verdict_and_the_test(store, tb):
-    code, out, err = tb("claims", "P1", "--store", str(store))
-    assert code == 0, err
+    res = tb("claims", "P1", "--store", str(store))
+    out = res.stdout
+    assert res.returncode == 0, res.stderr
     assert "runc-close" in out and "reproduced" in out and "runc/native = 1.02x" in out
     assert "vm-slower" in out and "not comparable" in out and "TCG instead of KVM" in out
     assert "1 reproduced, 0 not reproduced, 0 inconclusive, 1 not comparable" in out
@@ -87,8 +70,7 @@ def test_claims_table_gives_every_claim_a_verdict_and_the_test(store, tb):
 
 
 def test_claims_json(store, tb):
-    _, out, _ = tb("claims", "P1", "--store", str(store), "--format", "json")
-    d = json.loads(out)
+    d = json.loads(tb("claims", "P1", "--store", str(store), "--format", "json").stdout)
     assert [v["verdict"] for v in d["verdicts"]] == ["reproduced", "not comparable"]
     assert d["verdicts"][0]["points"][0]["numbers"]["ratio"]["low"] > 0.75
     assert d["counts"]["not comparable"] == 1 and d["published"][1]["published_ratio"] == pytest.approx(1.44 / 3.36)
@@ -96,15 +78,15 @@ def test_claims_json(store, tb):
 
 
 def test_claims_of_a_run_without_claims_is_one_line(store, tb):
-    code, _, err = tb("claims", "Q1", "--store", str(store))
-    assert code != 0 and err.strip().splitlines() == [
+    res = tb("claims", "Q1", "--store", str(store))
+    assert res.returncode != 0 and res.stderr.strip().splitlines() == [
         "testbed: error: run Q1 recorded no claims and its suite file quick.yaml is gone"]
 
 
 def test_report_paper_section_shows_verdicts_published_ratios_figures_and_the_tcg_caveat(store, tb, tmp_path):
     out = tmp_path / "r.html"
-    code, _, err = tb("report", "P1", "Q1", "--store", str(store), "-o", str(out))
-    assert code == 0, err
+    res = tb("report", "P1", "Q1", "--store", str(store), "-o", str(out))
+    assert res.returncode == 0, res.stderr
     html = out.read_text()
     section = html[html.index('id="paper-section-P1"'):html.index('id="provenance-P1"')]
     assert "The Paper (OSDI 2014), Table 1" in section and 'href="https://example.org/p"' in section
