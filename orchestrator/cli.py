@@ -154,7 +154,11 @@ def _check(plan, trust_new_host_key: bool) -> None:
     server = host_named(pm.server_host, plan.model.lab.lab_file, plan.path, trust_new_host_key)
     client = host_named(pm.client_host, plan.model.lab.lab_file, plan.path, trust_new_host_key)
     placement = resolve(pm, server, client)
-    ledger = Ledger(f"check-{new_run_id()}")
+    # What the checks create (runsc's KVM probe) is owned like a run's; a check holds no CPU, so a run
+    # starting meanwhile does not see it as a run on its CPUs.
+    idle = "run --check (no CPUs)"
+    ledger = Ledger(f"check-{new_run_id()}", info={"suite": plan.name, "server_host": idle, "server_cpus": None,
+                                                   "client_host": idle, "client_cpus": None})
     platforms = make_platforms(plan, placement, server, ledger, paths.runs_dir() / "check")
     try:
         result = check_plan(plan, placement, platforms, local_lab=server.is_local)

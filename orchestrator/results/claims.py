@@ -279,7 +279,7 @@ def judge_order(claim: ClaimModel, g: Group) -> PointVerdict:
         right = ma < mb if increasing else ma > mb
         sign = ("<" if right else ">") if increasing else (">" if right else "<")
         mark = sign if t.significant else "~"
-        parts.append(f"{a} {fmt(ma)} {mark} {b} {fmt(mb)} (p {fmt_p(t.p_adjusted)})")
+        parts.append(f"{a} {fmt(ma)} {mark} {b} {fmt(mb)} (Holm p {fmt_p(t.p_adjusted)})")
         numbers["pairs"].append({"a": a, "b": b, "p": t.p, "p_adjusted": t.p_adjusted, "significant": t.significant,
                                  "right_order": right})
         if t.significant and not right:

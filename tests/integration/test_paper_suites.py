@@ -14,9 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
-from lxml import html as lxml_html
-
 from helpers import ROOT, chromium, distinct_colours, leftovers, run_cli
+from lxml import html as lxml_html
 
 pytestmark = pytest.mark.slow
 

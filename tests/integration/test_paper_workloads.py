@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import leftovers, run_cli
+
 from orchestrator import paths
 from orchestrator.bench import ab
 from orchestrator.enums import SampleStatus

@@ -101,7 +101,7 @@ def test_order_reproduced_with_every_neighbour_separated():
     v = verdict(ORDER, data)
     assert v.verdict == C.REPRODUCED, v.detail
     assert v.test == C.ORDER_TEST
-    assert v.detail == "native 100.1 < runc 300.3 (p 0.006); runc 300.3 < vm 3,003 (p 0.006) ms"
+    assert v.detail == "native 100.1 < runc 300.3 (Holm p 0.006); runc 300.3 < vm 3,003 (Holm p 0.006) ms"
     assert [p["significant"] for p in v.points[0].numbers["pairs"]] == [True, True]
 
 
