@@ -103,7 +103,9 @@ def _store(path: str | None, *, create: bool = True):
 @click.argument("suite", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite).")
 @click.option("--trust-new-host-key", is_flag=True, help="Accept and remember unknown SSH host keys of lab hosts.")
-@click.option("--check", is_flag=True, help="Only validate the suite and print its matrix.")
+@click.option("--check", is_flag=True, help="Validate the suite and run every check a run makes first (tools, runsc "
+                                           "flags, KVM, images); print the matrix, the samples and an estimate.")
+@click.option("--scale", metavar="NAME", help="Merge the suite's scales.NAME overlay (e.g. smoke, paper) first.")
 @click.option("--resume", "resume", metavar="RUN",
               help="Continue RUN (interrupted or killed) in place: committed repetitions are skipped.")
 @click.option("--wide", is_flag=True, help="Print the end-of-run table at its full width: no label is wrapped.")
@@ -111,8 +113,8 @@ def _store(path: str | None, *, create: bool = True):
               help="Run even while another testbed run is live on the same host and CPUs (refused otherwise); "
                    "every sample then records it and is flagged `overlap`.")
 @click.option("--reprobe", is_flag=True, help="Probe KVM again instead of using the cached accelerator verdict.")
-def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool, resume: str | None,
-        wide: bool, allow_overlap: bool, reprobe: bool) -> None:
+def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bool, scale: str | None,
+        resume: str | None, wide: bool, allow_overlap: bool, reprobe: bool) -> None:
     """Run SUITE (a YAML file in suites/) and print the comparison table."""
     from .plan import load_plan
 
@@ -121,11 +123,9 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
 
         set_reprobe()
 
-    plan = load_plan(suite)
+    plan = load_plan(suite, scale=scale)
     if check:
-        console.print(f"{plan.path}: {len(plan.cells)} cells, digest {plan.digest[:12]}")
-        for c in plan.cells:
-            console.print(f"  {c.platform} x {c.workload} x {c.benchmark}")
+        _check(plan, trust_new_host_key)
         return
     store = _store(store_path)
     outcome = _run_plan(plan, store, trust_new_host_key=trust_new_host_key, resume=resume,
@@ -135,6 +135,61 @@ def run(suite: Path, store_path: str | None, trust_new_host_key: bool, check: bo
         raise TestbedError(f"run {outcome.run_id}: 1 cell failed: {failed[0]}")
     if failed:  # every failed cell with its reason, one line each, then the count
         raise TestbedError("\n".join([*failed, f"run {outcome.run_id}: {len(failed)} cells failed"]))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _check(plan, trust_new_host_key: bool) -> None:
+    """`run --check`: the matrix with its samples and estimate, then every check a run makes first."""
+    from .ledger import Ledger
+    from .placement import host_named, resolve
+    from .preflight import check_plan, make_platforms
+    from .runner import new_run_id
+
+    from .results.table import _print, columns_table
+
+    scale = f", scale {plan.scale}" if plan.scale else ""
+    numeric = {"points", "reps", "kept runs", "with warm-ups"}
+    rows = [[c.platform, c.workload, c.benchmark, str(len(plan.benchmarks[c.benchmark].points())),
+             str(plan.repetitions(plan.benchmarks[c.benchmark])), str(plan.kept_runs(c)), str(plan.trials(c))]
+            for c in plan.cells]
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    say(f"{plan.path}: {len(plan.cells)} cells{scale}, digest {plan.digest[:12]}")
+    _print(console, columns_table("", ["platform", "workload", "benchmark", "points", "reps", "kept runs",
+                                       "with warm-ups"], rows, numeric, width=console.width, wide=False))
+
+    for note in plan.skipped:
+        say(f"note: {note}; those cells are skipped")
+    kept = sum(plan.kept_runs(c) for c in plan.cells)
+    samples = sum(plan.kept_runs(c) * max(1, len(plan.benchmarks[c.benchmark].metrics)) for c in plan.cells)
+    say(f"{kept} kept launches or tool runs, about {samples} samples (each run stores its metrics)")
+    pm = plan.model.placement
+    server = host_named(pm.server_host, plan.model.lab.lab_file, plan.path, trust_new_host_key)
+    client = host_named(pm.client_host, plan.model.lab.lab_file, plan.path, trust_new_host_key)
+    placement = resolve(pm, server, client)
+    # What the checks create (runsc's KVM probe) is owned like a run's; a check holds no CPU, so a run
+    # starting meanwhile does not see it as a run on its CPUs.
+    idle = "run --check (no CPUs)"
+    ledger = Ledger(f"check-{new_run_id()}", info={"suite": plan.name, "server_host": idle, "server_cpus": None,
+                                                   "client_host": idle, "client_cpus": None})
+    platforms = make_platforms(plan, placement, server, ledger, paths.runs_dir() / "check")
+    try:
+        result = check_plan(plan, placement, platforms, local_lab=server.is_local)
+    finally:
+        for p in platforms.values():
+            p.close()
+        ledger.close()
+    for cell, why in result.not_runnable.items():
+        say(f"[yellow]not runnable here:[/yellow] {cell}: {why}")
+    if len(result.not_runnable) == len(plan.cells):
+        raise NotRunnableError(f"nothing in {plan.path} could run here")
+    estimate = ", ".join(f"{_minutes(v)}{f' with guests under {a.upper()}' if a else ''}"
+                         for a, v in result.estimate_s.items())
+    say(f"checks passed; estimated duration: {estimate} (image builds on a cold cache not included)")
 
 
 def _run_id(store, run_id: str | None) -> str:
@@ -224,10 +279,76 @@ def report(run_ids: tuple[str, ...], store_path: str | None, output: Path) -> No
     from .results.html import write_report
 
     store = _store(store_path, create=False)
+    papers = {}
     for run_id in run_ids:
         _run_id(store, run_id)
-    path = write_report(store, list(run_ids), output)
+        paper, note = _paper_suite(store, run_id)
+        if paper is not None:
+            papers[run_id] = paper
+        elif note:
+            err_console.print(f"note: {note}", highlight=False)
+    path = write_report(store, list(run_ids), output, papers=papers)
     click.echo(f"wrote {path} ({path.stat().st_size // 1024} KiB, {len(run_ids)} run{'s' if len(run_ids) > 1 else ''})")
+
+
+def _paper_suite(store, run_id: str):
+    """The paper blocks a run is judged with: those it recorded, else its suite file if unchanged.
+    Returns (PaperSuite or None, a note on why there is none)."""
+    from pydantic import ValidationError
+
+    from .config.papers import PaperSuite
+    from .errors import ConfigError
+
+    info = store.run_info(run_id)
+    try:
+        recorded = PaperSuite.from_provenance(info["provenance"] or {})
+    except ValidationError as exc:
+        raise ConfigError(f"run {run_id}: the claims it recorded no longer validate ({exc.errors()[0]['msg']}); "
+                          f"rerun its suite") from None
+    if recorded is not None or "paper_suite" in (info["provenance"] or {}):
+        return recorded, None
+    path = Path(info["suite_path"])  # a run from before runs recorded their claims
+    if not path.is_file():
+        return None, f"run {run_id} recorded no claims and its suite file {path} is gone"
+    from .digest import sha256_file
+
+    if sha256_file(path) != info["suite_hash"]:
+        return None, (f"run {run_id} recorded no claims and {path} changed since (suite hash "
+                      f"{info['suite_hash'][:12]} -> {sha256_file(path)[:12]}); its claims are not judged")
+    from .plan import load_plan
+
+    return PaperSuite.of(load_plan(path).model), None
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite).")
+@click.option("--format", "fmt_name", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def claims(run_id: str | None, store_path: str | None, fmt_name: str) -> None:
+    """The verdict on each claim of RUN's paper suite (default: the latest run): reproduced, not reproduced,
+    inconclusive (with the repetitions that would decide it) or not comparable (with the reason), and the
+    numbers and test that decided; then the published numbers beside ours."""
+    from .results.claims import evaluate_claims, published_rows, verdict_counts
+    from .results.summary import summarize_rows
+
+    store = _store(store_path, create=False)
+    run_id = _run_id(store, run_id)
+    paper, note = _paper_suite(store, run_id)
+    if paper is None:
+        raise TestbedError(note or f"run {run_id} ({store.run_info(run_id)['suite']}) is not a paper suite: "
+                                   f"its suite declares no claims")
+    rows = list(store.samples(run_id))
+    groups = summarize_rows(rows)
+    verdicts = evaluate_claims(paper, rows, groups)
+    published = published_rows(paper.published, groups)
+    if fmt_name == "json":
+        click.echo(json.dumps({"run": run_id, "paper": paper.paper.model_dump(mode="json") if paper.paper else None,
+                               "verdicts": [v.as_dict() for v in verdicts], "counts": verdict_counts(verdicts),
+                               "published": [r.as_dict() for r in published]}, indent=1, default=str))
+        return
+    from .results.claims_table import print_claims
+
+    print_claims(console, run_id, paper, verdicts, published)
 
 
 @cli.command()

@@ -4,6 +4,8 @@ Stops the run (one line each): a tool missing on the host a platform, workload o
 placed on; a CPU that does not exist there; a lab subnet the host already uses; a platform
 setting the host cannot honour. Reports, without stopping: cells that cannot run here (an
 unikernel image not imported, no SR-IOV NIC), which become not-runnable samples with the reason.
+
+`run --check` calls the same checks (check_plan) and prints what a run would do.
 """
 
 from __future__ import annotations
@@ -81,6 +83,18 @@ def check_subnet_free(plan: Plan) -> None:
                     f"choose a subnet this host does not use")
 
 
+def make_platforms(plan: Plan, placement: Placement, host: Host, ledger, workdir) -> dict[str, Platform]:
+    """The plan's platforms on the server host, pinned as the placement says (what a run constructs)."""
+    out = {}
+    for name in dict.fromkeys(c.platform for c in plan.cells):
+        entry = plan.platforms[name]
+        options = entry.options
+        if options.cpus is None and placement.server_cpus:
+            options = options.model_copy(update={"cpus": placement.server_cpus})
+        out[name] = entry.cls(name, options, host, ledger, workdir / name)
+    return out
+
+
 def preflight(plan: Plan, placement: Placement, platforms: dict[str, Platform], *, local_lab: bool) -> Preflight:
     check_tools(plan, placement, platforms, local_lab)
     check_cpus(plan, placement, platforms)
@@ -95,3 +109,21 @@ def preflight(plan: Plan, placement: Placement, platforms: dict[str, Platform], 
         if reason:
             result.not_runnable[cell] = reason
     return result
+
+
+@dataclass
+class PlanCheck:
+    """What `run --check` says of a suite beyond its matrix: cells that cannot run here, and the estimate."""
+
+    not_runnable: dict[Cell, str]
+    estimate_s: dict[str, float]  # by accelerator (kvm, tcg) when the suite has guests, else {"": s}
+
+
+def check_plan(plan: Plan, placement: Placement, platforms: dict[str, Platform], *, local_lab: bool) -> PlanCheck:
+    """Every check a run makes before it creates anything (raising the same one-line errors), and the
+    duration of the cells that would run."""
+    result = preflight(plan, placement, platforms, local_lab=local_lab)
+    runnable = [c for c in plan.cells if c not in result.not_runnable]
+    accels = ("kvm", "tcg") if plan.has_guests() else ("kvm",)
+    estimate = {a if plan.has_guests() else "": plan.estimate_seconds(a, runnable) for a in accels}
+    return PlanCheck(result.not_runnable, estimate)

@@ -197,7 +197,8 @@ class Runner:
             self.store.note_resumed(self.resume, {"skipped_repetitions": len(self.done)})
         else:
             self.store.begin_run(self.run_id, plan.name, str(plan.path), plan.digest,
-                                 self.facts.controller["testbed_rev"], self.facts.as_run_provenance())
+                                 self.facts.controller["testbed_rev"],
+                                 {**self.facts.as_run_provenance(), **plan.run_provenance()})
 
     def my_cpus(self) -> list[int] | None:
         """The CPUs this run uses on its server host (None: unpinned, i.e. every CPU)."""

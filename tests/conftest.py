@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
+
+from orchestrator import cli as cli_mod
 
 
 
@@ -26,3 +31,19 @@ def private_home(tmp_path, monkeypatch):
     (h / "runs").mkdir(parents=True)
     monkeypatch.setenv("TESTBED_HOME", str(h))
     return h
+
+
+@pytest.fixture
+def tb(monkeypatch, capsys):
+    """Run the CLI in this process (importing scipy per subprocess is slow): (returncode, stdout, stderr)."""
+    def invoke(*args: str, columns: int = 160) -> SimpleNamespace:
+        monkeypatch.setattr(cli_mod, "console", Console(width=columns, color_system=None, force_terminal=False))
+        monkeypatch.setattr(sys, "argv", ["testbed", *args])
+        code = 0
+        try:
+            cli_mod.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+    return invoke

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -79,3 +80,24 @@ def store_runs(store: Path) -> list[tuple]:
                           " FROM runs r ORDER BY started").fetchall()
     finally:
         db.close()
+
+
+# --- headless Chromium (reports opened in a real browser) ------------------------------------------
+CHROMIUM_TIMEOUT = 120
+
+
+def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("chromium")
+    if binary is None:
+        raise AssertionError("chromium is not installed (playbooks/roles/build installs it; `apt-get install chromium`)")
+    return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--disable-extensions", f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT)
+
+
+def distinct_colours(png: Path) -> int:
+    from PIL import Image
+
+    with Image.open(png) as img:
+        return len(img.convert("RGB").getcolors(maxcolors=1 << 24) or [])

@@ -41,6 +41,15 @@ class BenchmarkOptions(BaseModel):
     timeout: float = Field(120.0, gt=0, le=24 * 3600, description="seconds one run of the tool may take")
 
 
+def sweep_values(values: list[int], low: int, high: int, what: str) -> list[int]:
+    """A sweep of integers: each in low..high, none twice (the message names `what` they are)."""
+    if any(v < low or v > high for v in values):
+        raise ValueError(f"every value of {what} must be in {low}..{high}")
+    if len(set(values)) != len(values):
+        raise ValueError("a value is listed twice")
+    return values
+
+
 @dataclass
 class Measurement:
     metric: str
@@ -49,6 +58,7 @@ class Measurement:
     params: dict = field(default_factory=dict)
     status: SampleStatus = SampleStatus.OK
     reason: str | None = None
+    raw: str | None = None  # the tool's raw output file this value was parsed from (ClientSide.keep_output)
 
     @classmethod
     def failed(cls, metric: str, unit: str, reason: str, params: dict | None = None) -> "Measurement":
@@ -66,6 +76,13 @@ class Target:
 Connector = Callable[[str, int, float], socket.socket]
 # Called while a tool runs: a reason to abort it (the instance died), or None to carry on.
 Watch = Callable[[], str | None]
+
+
+def with_raw(measurements: list[Measurement], raw: str) -> list[Measurement]:
+    """The measurements, each naming the raw output file it came from."""
+    for m in measurements:
+        m.raw = raw
+    return measurements
 
 
 def _direct_connect(address: str, port: int, timeout: float) -> socket.socket:
@@ -117,15 +134,15 @@ class ClientSide:
             result = self.run(argv, timeout=timeout)
         except (TestbedError, OSError) as exc:
             return failed(str(exc))
-        self.keep_output(label, result.stdout, result.stderr)
+        raw = str(self.keep_output(label, result.stdout, result.stderr))
         if result.aborted:
-            return failed(f"{Path(argv[0]).name} stopped after {result.seconds:.1f} s: {result.aborted}")
+            return with_raw(failed(f"{Path(argv[0]).name} stopped after {result.seconds:.1f} s: {result.aborted}"), raw)
         if not result.ok:
-            return failed(f"{Path(argv[0]).name} exited {result.returncode}: {result.tail()}")
+            return with_raw(failed(f"{Path(argv[0]).name} exited {result.returncode}: {result.tail()}"), raw)
         try:
-            return parse(result)
+            return with_raw(parse(result), raw)
         except ValueError as exc:
-            return failed(f"{exc}; stderr: {result.tail()}" if result.stderr.strip() else str(exc))
+            return with_raw(failed(f"{exc}; stderr: {result.tail()}" if result.stderr.strip() else str(exc)), raw)
 
     def keep_output(self, label: str, text: str, stderr: str = "") -> Path:
         """Keep a tool's raw output beside the run (runs/<id>/client/raw/), for checking and parser fixtures."""
@@ -149,6 +166,9 @@ class Benchmark(Registered):
     Options: ClassVar[type[BenchmarkOptions]] = BenchmarkOptions
     workloads: ClassVar[tuple[str, ...]] = ()  # workload kinds it can drive; () means any
     tools: ClassVar[tuple[Tool, ...]] = ()  # executables on the client side
+    # The metrics its samples carry (fnmatch patterns, e.g. "phase_*_ms"): a paper claim naming a
+    # metric no benchmark of its suite produces is refused when the suite loads.
+    metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, options: BenchmarkOptions):
         self.name = name
@@ -156,6 +176,20 @@ class Benchmark(Registered):
 
     def points(self) -> list[dict]:
         return [{}]
+
+    def produces(self, metric: str) -> bool:
+        import fnmatch
+
+        return any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.metrics)
+
+    def expected_seconds(self, point: dict) -> float | None:
+        """Roughly how long one run at `point` takes against a native server (for `run --check`'s
+        estimate); None: unknown."""
+        return None
+
+    def bound_by_count(self) -> bool:
+        """True when a run is a fixed number of operations (so it lasts longer on a slower server)."""
+        return False
 
     def workload_needs(self) -> dict[str, list]:
         """What the workload must provide for this benchmark (e.g. the static files it fetches)."""
@@ -196,4 +230,4 @@ class LoadBenchmark(Benchmark):
 
 
 __all__ = ["Benchmark", "BenchmarkOptions", "ColdStartBenchmark", "LoadBenchmark", "ClientSide", "Measurement",
-           "Target", "Connector", "Watch", "MAX_REPETITIONS"]
+           "Target", "Connector", "Watch", "MAX_REPETITIONS", "with_raw", "sweep_values"]

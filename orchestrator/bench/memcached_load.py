@@ -1,11 +1,15 @@
 """memcached load with memaslap (Debian 12 ships it as /usr/bin/memcaslap in libmemcached-tools).
 
 A set:get mix of 1:10 as in the LibrettOS evaluation, over the binary protocol by default, for a
-bounded time (-t). memaslap reads its key/value size distribution and command proportions from a
---cfg_cmd file, which testbed writes per run. With -S equal to the run time it prints one
-statistics period: TPS per command and for the total, and latency (min/avg/max/std and a log2
+bounded time (-t) or a fixed number of operations (`operations`: memaslap's execute number, -x).
+memaslap reads its key/value size distribution and command proportions from a --cfg_cmd file,
+which testbed writes per run. With -S at least the run time it prints one statistics period: TPS
+per command and for the total (time-bound runs only), and latency (min/avg/max/std and a log2
 histogram, in microseconds). The log2 histogram only bounds a percentile: latency_p99_le_us is the
 upper edge of the power-of-two bucket holding the 99th percentile, named as such.
+
+`threads` may be a sweep; with `clients_per_thread` the concurrency follows it (LibrettOS:
+threads x 10 clients) instead of being a sweep of its own.
 
 (memtier_benchmark is not in Debian 12; memslap from the same package has no time bound and no
 latency output, hence memaslap.)
@@ -20,7 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import TestbedError
 from ..tools import Tool
-from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target
+from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target, sweep_values
 
 TOOL = "memcaslap"
 RE_FINAL = re.compile(r"^Run time: ([0-9.]+)s Ops: (\d+) TPS: (\d+) Net_rate: ([0-9.]+)M/s\s*$", re.M)
@@ -38,10 +42,25 @@ class MemcachedLoadOptions(BenchmarkOptions):
     key_size: int = Field(64, ge=16, le=250, description="bytes (memcached keys are at most 250)")
     set_ratio: int = Field(1, ge=0, le=1000)
     get_ratio: int = Field(10, ge=0, le=1000)
-    threads: int = Field(1, ge=1, le=64, description="memaslap -T; bounded by the client's CPUs")
+    threads: list[int] = Field(default_factory=lambda: [1], min_length=1,
+                               description="memaslap -T (a number or a sweep); bounded by the client's CPUs")
+    clients_per_thread: int | None = Field(None, ge=1, le=1024,
+                                           description="concurrency = threads x this (instead of `concurrency`)")
     duration: int = Field(5, ge=1, le=3600, description="seconds per run (-t)")
+    operations: int | None = Field(None, ge=1, le=1_000_000_000,
+                                   description="a fixed number of operations per run (-x) instead of a duration")
     binary: bool = Field(True, description="memcached binary protocol (-B); false: text protocol")
     timeout: float = Field(60.0, gt=0)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def threads_sweep(cls, value):
+        return [value] if isinstance(value, int) else value
+
+    @field_validator("threads")
+    @classmethod
+    def threads_bounds(cls, values: list[int]) -> list[int]:
+        return sweep_values(values, 1, 64, "threads")
 
     @field_validator("concurrency")
     @classmethod
@@ -61,11 +80,20 @@ class MemcachedLoadOptions(BenchmarkOptions):
     def mix_and_timeout(self):
         if self.set_ratio + self.get_ratio == 0:
             raise ValueError("set_ratio and get_ratio cannot both be 0")
-        if self.timeout < self.duration + 10:
+        if self.operations is not None and "duration" in self.model_fields_set:
+            raise ValueError("give duration (seconds per run) or operations (a fixed count per run), not both")
+        if self.operations is None and self.timeout < self.duration + 10:
             raise ValueError(f"timeout {self.timeout:g} s must exceed duration {self.duration} s by at least 10 s")
-        if any(c < self.threads for c in self.concurrency):
-            raise ValueError(f"memaslap needs concurrency >= threads ({self.threads})")
+        if self.clients_per_thread is not None:
+            if "concurrency" in self.model_fields_set:
+                raise ValueError("give concurrency (a sweep) or clients_per_thread (concurrency = threads x it), "
+                                 "not both")
+        elif any(c < t for c in self.concurrency for t in self.threads):
+            raise ValueError(f"memaslap needs concurrency >= threads ({max(self.threads)})")
         return self
+
+    def concurrency_of(self, threads: int) -> int | None:
+        return threads * self.clients_per_thread if self.clients_per_thread else None
 
 
 def cfg_cmd(key_size: int, value_size: int, set_ratio: int, get_ratio: int) -> str:
@@ -121,6 +149,10 @@ def parse_memaslap(text: str) -> dict:
 def measurements(parsed: dict, params: dict) -> list[Measurement]:
     if parsed["ops"] == 0:
         return [Measurement.failed("ops_per_s", "ops/s", "memaslap completed no operation", params)]
+    wanted = params.get("operations")
+    if wanted and parsed["ops"] < wanted:
+        return [Measurement.failed("ops_per_s", "ops/s", f"memaslap completed {parsed['ops']} of the {wanted} "
+                                   f"operations asked for", params)]
     out = [Measurement("ops_per_s", float(parsed["tps"]), "ops/s", params)]
     for kind in ("get", "set"):
         g = parsed.get(f"global_{kind}")
@@ -146,26 +178,49 @@ class MemcachedLoad(LoadBenchmark, kind="memaslap"):
     options: MemcachedLoadOptions
     workloads = ("memcached",)
     tools = (Tool(TOOL, "libmemcached-tools", (TOOL, "--version"), "memaslap benchmark"),)
+    metrics = ("ops_per_s", "get_ops_per_s", "set_ops_per_s", "latency_avg_us", "latency_max_us", "latency_std_us",
+               "latency_p99_le_us", "get_misses")
 
     def sweep(self):
-        return {"concurrency": self.options.concurrency, "value_size": self.options.value_sizes}
+        o = self.options
+        if o.clients_per_thread:
+            return {"threads": o.threads, "value_size": o.value_sizes}
+        return {"threads": o.threads, "concurrency": o.concurrency, "value_size": o.value_sizes}
+
+    def points(self) -> list[dict]:
+        out = super().points()
+        for p in out:  # the concurrency that follows threads is part of the point (it is what was measured)
+            c = self.options.concurrency_of(p["threads"])
+            if c is not None:
+                p["concurrency"] = c
+        return out
+
+    def bound_by_count(self) -> bool:
+        return self.options.operations is not None
+
+    def expected_seconds(self, point: dict) -> float:
+        o = self.options
+        return o.operations / 20000 if o.operations else float(o.duration)  # ~20k ops/s on a small host
 
     def run(self, point: dict, target: Target, client: ClientSide) -> list[Measurement]:
         o = self.options
-        threads = max(1, min(o.threads, client.cpu_count(), point["concurrency"]))
-        params = {**point, "threads": threads, "key_size": o.key_size, "set_get": f"{o.set_ratio}:{o.get_ratio}",
-                  "protocol": "binary" if o.binary else "text", "duration_s": o.duration}
+        threads = max(1, min(point["threads"], client.cpu_count(), point["concurrency"]))
+        bound = {"operations": o.operations} if o.operations else {"duration_s": o.duration}
+        params = {**point, "threads_used": threads, "key_size": o.key_size,
+                  "set_get": f"{o.set_ratio}:{o.get_ratio}", "protocol": "binary" if o.binary else "text", **bound}
         cfg = Path(client.workdir) / f"memaslap-{o.key_size}-{point['value_size']}-{o.set_ratio}-{o.get_ratio}.cfg"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(cfg_cmd(o.key_size, point["value_size"], o.set_ratio, o.get_ratio))
-        argv = [TOOL, "-s", f"{target.address}:{target.port}", "-F", str(cfg), "-t", f"{o.duration}s",
-                "-S", f"{o.duration}s", "-T", str(threads), "-c", str(point["concurrency"]),
-                *(["-B"] if o.binary else [])]
+        # -S longer than a count-bound run: one statistics block at its end (memaslap has no "whole run" setting)
+        limit = ["-x", str(o.operations), "-S", f"{int(o.timeout) + 1}s"] if o.operations else \
+            ["-t", f"{o.duration}s", "-S", f"{o.duration}s"]
+        argv = [TOOL, "-s", f"{target.address}:{target.port}", "-F", str(cfg), *limit, "-T", str(threads),
+                "-c", str(point["concurrency"]), *(["-B"] if o.binary else [])]
         try:
             client.put_file(cfg)
         except (TestbedError, OSError) as exc:
             return [Measurement.failed("ops_per_s", "ops/s", str(exc), params)]
         return client.measure(argv, timeout=o.timeout,
-                              label=f"memaslap-c{point['concurrency']}-v{point['value_size']}",
+                              label=f"memaslap-t{point['threads']}-c{point['concurrency']}-v{point['value_size']}",
                               failed=lambda reason: [Measurement.failed("ops_per_s", "ops/s", reason, params)],
                               parse=lambda result: measurements(parse_memaslap(result.stdout), params))

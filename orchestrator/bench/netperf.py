@@ -33,6 +33,7 @@ RR_METRICS = {
     "P50_LATENCY": ("latency_p50_us", "us"),
     "P90_LATENCY": ("latency_p90_us", "us"),
     "P99_LATENCY": ("latency_p99_us", "us"),
+    "STDDEV_LATENCY": ("latency_stddev_us", "us"),
 }
 KEYVAL = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 
@@ -137,6 +138,10 @@ class Netperf(LoadBenchmark, kind="netperf"):
     options: NetperfOptions
     workloads = ("netserver",)
     tools = (Tool("netperf", "netperf", ("netperf", "-V"), "netperf benchmark (non-free)"),)
+    metrics = ("throughput_mbps", *(m for m, _ in RR_METRICS.values()))
+
+    def expected_seconds(self, point: dict) -> float:
+        return self.options.length + 0.5
 
     def uses_tcp(self, point: dict) -> bool:
         return str(point.get("test", "")).startswith("TCP")

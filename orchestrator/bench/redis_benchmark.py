@@ -58,6 +58,13 @@ class RedisBenchmark(LoadBenchmark, kind="redis-benchmark"):
     options: RedisBenchmarkOptions
     workloads = ("redis",)
     tools = (Tool("redis-benchmark", "redis-tools", ("redis-benchmark", "--version"), "redis-benchmark benchmark"),)
+    metrics = tuple(m for m, _ in CSV_METRICS.values())
+
+    def bound_by_count(self) -> bool:
+        return True
+
+    def expected_seconds(self, point: dict) -> float:
+        return len(self.options.tests) * point["requests"] / 20000  # ~20k req/s per test on a small host
 
     def sweep(self):
         return {"requests": self.options.requests, "clients": self.options.clients}

@@ -18,6 +18,7 @@ class StartupOptions(BenchmarkOptions):
 
 class Startup(ColdStartBenchmark, kind="startup"):
     Options = StartupOptions
+    metrics = ("startup_ms", "phase_*_ms", "guest_*_ms")
 
     def measure(self, timeline: Timeline) -> list[Measurement]:
         phases = timeline.since_requested_ms()

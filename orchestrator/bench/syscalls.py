@@ -8,7 +8,8 @@ sends one request per test and parses the `result name=... ns_per_call=...` line
                 and libc's gettimeofday() (the vDSO, no kernel entry on Linux), both reported
   getppid       a null system call
   openclose     open(O_RDONLY) + close of one file: on the image's root file system ("rootfs",
-                the program's own file) and/or in /tmp ("tmp"; tmpfs in containers)
+                the program's own file), in /tmp ("tmp"; tmpfs in containers) and/or on a host
+                tmpfs the platform mounts in ("host-tmpfs": runc and gvisor with host_tmpfs: true)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class SyscallsOptions(BenchmarkOptions):
         default_factory=lambda: ["gettimeofday", "openclose"], min_length=1)
     calls: int = Field(200_000, ge=1, le=MAX_CALLS, description="loop length of gettimeofday and getppid")
     openclose_calls: int = Field(20_000, ge=1, le=MAX_CALLS, description="loop length of openclose")
-    files: list[Literal["rootfs", "tmp"]] = Field(default_factory=lambda: ["rootfs"], min_length=1,
+    files: list[Literal["rootfs", "tmp", "host-tmpfs"]] = Field(default_factory=lambda: ["rootfs"], min_length=1,
                                                   description="where openclose's file is")
     timeout: float = Field(120.0, gt=0, description="seconds one request may take")
 
@@ -92,6 +93,15 @@ class Syscalls(LoadBenchmark, kind="syscalls"):
     options: SyscallsOptions
     workloads = ("sysbench",)
     tools = ()  # the client is in-process
+    metrics = ("ns_per_call",)
+
+    def bound_by_count(self) -> bool:
+        return True
+
+    def expected_seconds(self, point: dict) -> float:
+        o = self.options  # ~0.1 us per native call, ~20 us under ptrace gVisor
+        n = o.openclose_calls * len(o.files) if point["test"] == "openclose" else o.calls
+        return max(0.5, n * 5e-6)
 
     def uses_tcp(self, point: dict) -> bool:
         return False  # one control connection; the measured work is system calls inside the instance
@@ -122,7 +132,7 @@ class Syscalls(LoadBenchmark, kind="syscalls"):
                     continue
                 try:
                     text = request(sock, line, o.timeout)
-                    client.keep_output(f"syscalls-{line.split()[0]}", text)
+                    raw = str(client.keep_output(f"syscalls-{line.split()[0]}", text))
                     parsed = parse_results(text)
                 except (OSError, ValueError) as exc:
                     reason = str(exc) if isinstance(exc, TimeoutError) else f"{line}: {exc}"
@@ -132,7 +142,9 @@ class Syscalls(LoadBenchmark, kind="syscalls"):
                 for name in names:
                     r = parsed.get(name)
                     if r is None:
-                        out.append(Measurement.failed("ns_per_call", "ns", f"{line}: no {name} result", {"test": name}))
+                        m = Measurement.failed("ns_per_call", "ns", f"{line}: no {name} result", {"test": name})
                     else:
-                        out.append(Measurement("ns_per_call", r["ns_per_call"], "ns", {"test": name}))
+                        m = Measurement("ns_per_call", r["ns_per_call"], "ns", {"test": name})
+                    m.raw = raw
+                    out.append(m)
         return out

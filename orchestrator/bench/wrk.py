@@ -40,10 +40,7 @@ class WrkOptions(BenchmarkOptions):
     @field_validator("files")
     @classmethod
     def file_names(cls, values: list[str]) -> list[str]:
-        names = [static_file_name(v) for v in values]
-        if len(set(names)) != len(names):
-            raise ValueError("a file is listed twice")
-        return names
+        return unique_file_names(values)
 
     @field_validator("connections")
     @classmethod
@@ -59,6 +56,14 @@ class WrkOptions(BenchmarkOptions):
         if self.timeout < self.duration + 10:
             raise ValueError(f"timeout {self.timeout:g} s must exceed duration {self.duration} s by at least 10 s")
         return self
+
+
+def unique_file_names(values: list[str]) -> list[str]:
+    """The nginx workload's file names for sizes or names (4k, 1m, 4k.bin), each at most once."""
+    names = [static_file_name(v) for v in values]
+    if len(set(names)) != len(names):
+        raise ValueError("a file is listed twice")
+    return names
 
 
 def to_ms(value: str, unit: str) -> float:
@@ -120,6 +125,10 @@ class Wrk(LoadBenchmark, kind="wrk"):
     options: WrkOptions
     workloads = ("nginx",)
     tools = (Tool("wrk", "wrk", ("wrk", "--version"), "wrk benchmark"),)
+    metrics = (*(m for m, _ in METRICS), "socket_errors")
+
+    def expected_seconds(self, point: dict) -> float:
+        return float(self.options.duration)
 
     def workload_needs(self) -> dict[str, list]:
         return {"files": [f.removesuffix(".bin") for f in self.options.files]}

@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .papers import ClaimModel, PaperModel, PublishedModel
+
 ENTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
 MAX_REPETITIONS = 1000
 
@@ -78,9 +80,24 @@ class SuiteModel(BaseModel):
     workloads: dict[str, dict[str, Any] | None] = Field(min_length=1)
     benchmarks: dict[str, dict[str, Any] | None] = Field(min_length=1)
     matrix: list[MatrixModel] | None = None
-    paper: dict[str, Any] | None = None  # a paper reproduction: which paper, figure or table
-    published: dict[str, Any] | None = None  # the paper's own numbers, kept beside ours
-    claims: list[dict[str, Any]] = Field(default_factory=list)  # what the paper claims, checked against ours
+    paper: PaperModel | None = None  # a paper reproduction: which paper, figure or table
+    published: PublishedModel | None = None  # the paper's own numbers, kept beside ours
+    claims: list[ClaimModel] = Field(default_factory=list)  # what the paper claims, checked against ours
+    # Named overlays merged into the suite before it is validated (`testbed run --scale paper`):
+    # e.g. {smoke: {repetitions: 2}, paper: {repetitions: 20, benchmarks: {ab: {requests: [100000]}}}}
+    scales: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("scales")
+    @classmethod
+    def scale_names(cls, value: dict) -> dict:
+        import re
+
+        for name, overlay in value.items():
+            if not re.match(ENTRY_NAME, str(name)):
+                raise ValueError(f"scale name {name!r} must be a simple name (letters, digits, '-', '_')")
+            if "scales" in overlay or "name" in overlay:
+                raise ValueError(f"scale {name!r} may not change the suite's name or its scales")
+        return value
 
     @field_validator("platforms", "workloads", "benchmarks")
     @classmethod

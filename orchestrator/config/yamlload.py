@@ -7,6 +7,7 @@ aliases, a nesting limit, and at most MAX_ERRORS error lines however many fields
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -186,11 +187,18 @@ def _fields_at(model: type | None, loc: tuple) -> list[str] | None:
         if isinstance(part, int) or model is None:
             continue
         field = getattr(model, "model_fields", {}).get(part)
-        ann = getattr(field, "annotation", None)
-        model = ann if isinstance(ann, type) and hasattr(ann, "model_fields") else None
+        model = _model_in(getattr(field, "annotation", None))
     if model is None or not hasattr(model, "model_fields"):
         return None
     return sorted(model.model_fields)
+
+
+def _model_in(ann: Any) -> type | None:
+    """The pydantic model an annotation holds: Model, Model | None, list[Model] (claims[0].field)."""
+    if isinstance(ann, type) and hasattr(ann, "model_fields"):
+        return ann
+    models = [m for a in typing.get_args(ann) if (m := _model_in(a)) is not None]
+    return models[0] if len(models) == 1 else None
 
 
 def capped(errors: list[str], limit: int = MAX_ERRORS) -> list[str]:

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from .. import __version__
 from ..errors import TestbedError
 from .flags import RANKING_LEGEND
-from .plots import figures
+from .plots import Plot, figures
 from .stats import CI_METHOD, MIN_N_INTERVAL, MIN_N_P95
 from .store import SampleRow, Store
 from .summary import platform_labels, summarize_rows, summary_records
@@ -37,6 +37,9 @@ class ClaimVerdict:
     verdict: str  # reproduced | not reproduced | inconclusive | not comparable
     detail: str = ""  # the numbers and the test that decided (or the repetitions that would)
     source: str = ""  # paper, figure or table
+    id: str = ""
+    test: str = ""  # the test that decided
+    repetitions: int | None = None  # per platform, to decide an inconclusive claim
 
 
 @dataclass
@@ -45,14 +48,60 @@ class PublishedValue:
     published: str  # the paper's figure, with its unit
     ours: str = ""
     source: str = ""
+    published_ratio: str = ""  # to the paper's baseline system
+    ours_ratio: str = ""  # to our platform standing for that baseline
 
 
 @dataclass
 class PaperData:
-    """What the issue "Reproduce the papers" fills for a suite: claims with verdicts, published numbers."""
+    """A paper suite's section: claims with verdicts, published numbers beside ours, figures, caveats."""
 
     claims: list[ClaimVerdict] = field(default_factory=list)
     published: list[PublishedValue] = field(default_factory=list)
+    citation: str = ""
+    url: str = ""
+    hardware: str = ""  # the paper's, and ours
+    caveats: list[str] = field(default_factory=list)  # e.g. the TCG caveat
+    counts: dict[str, int] = field(default_factory=dict)
+    figures: list[Plot] = field(default_factory=list)
+
+
+def paper_data(suite: Any, rows: Sequence[SampleRow], groups: list, labels: dict[str, str], run_id: str,
+               host: str = "") -> PaperData:
+    """The paper section for a run: `suite` has .paper, .published, .claims (config/papers.py models)."""
+    from .claims import TCG_REASON, evaluate_claims, published_rows, verdict_counts
+    from .paper_plots import claim_figures, published_figure
+
+    verdicts = evaluate_claims(suite, rows, groups)
+    data = PaperData(counts=verdict_counts(verdicts))
+    paper, published = suite.paper, suite.published
+    if paper is not None:
+        data.citation, data.url = paper.citation(), paper.url
+    if published is not None:
+        data.hardware = f"paper: {published.hardware}" + (f", {published.nic}" if published.nic else "") + \
+            (f"; here: {host}" if host else "")
+    for v, claim in zip(verdicts, suite.claims):
+        data.claims.append(ClaimVerdict(v.statement, v.verdict, v.detail, v.source, v.id, v.test, v.repetitions))
+        data.figures += claim_figures(v, claim, groups, labels, run_id)
+    tcg = sorted({r.platform for r in rows if r.provenance.get("accel") == "tcg"})
+    if tcg:
+        data.caveats.append(f"{TCG_REASON}: {', '.join(tcg)} ran under TCG here, so every claim involving "
+                            f"{'it' if len(tcg) == 1 else 'them'} is not comparable with the paper's numbers.")
+    if published is not None:
+        prows = published_rows(published, groups)
+        base_ours = next((r.ours_platform for r in prows if r.system == published.baseline), None)
+        for r in prows:
+            ours = f"{fmt(r.ours)} {r.ours_unit} on {r.ours_platform} (n={r.ours_n})" if r.ours is not None else r.note
+            data.published.append(PublishedValue(
+                f"{r.system}: {r.what}" if r.what else r.system, f"{'~' if r.approx else ''}{fmt(r.published)} {r.unit}",
+                ours, published.source, f"{fmt(r.published_ratio)}x" if r.published_ratio is not None else "",
+                f"{fmt(r.ours_ratio)}x" if r.ours_ratio is not None else ""))
+        fig = published_figure(prows, published.baseline or "", base_ours, run_id) if published.baseline else None
+        if fig is not None:
+            data.figures.insert(0, fig)
+        if published.note:
+            data.caveats.append(published.note)
+    return data
 
 
 def environment() -> Environment:
@@ -88,13 +137,19 @@ def interference_summary(rows: Sequence[SampleRow]) -> dict[str, Any] | None:
             "max_steal_pct": max(steal) if steal else None, "overlap": overlap}
 
 
-def run_section(store: Store, run_id: str, paper: PaperData | None) -> dict[str, Any]:
+def run_section(store: Store, run_id: str, paper: Any = None) -> dict[str, Any]:
+    """One run's section; `paper` is its PaperData, or the paper blocks to judge its claims with."""
     info = store.run_info(run_id)
     if info is None:
         raise TestbedError(f"no run {run_id!r} in {store.path}; see `testbed results --list`")
     rows = list(store.samples(run_id))
     groups = summarize_rows(rows)
     labels = platform_labels(rows)
+    if paper is not None and not isinstance(paper, PaperData):
+        server = (info["provenance"] or {}).get("server") or {}
+        here = ", ".join(str(x) for x in (run_host(info), server.get("cpu_model"),
+                                          f"{server['cores']} cores" if server.get("cores") else None) if x)
+        paper = paper_data(paper, rows, groups, labels, run_id, here)
     figs, left_out = figures(groups, labels)
     flags = [{"label": g.label, "platform": labels.get(p, p), "name": f.name, "detail": f.detail}
              for g in groups for p, s in g.per_platform.items() for f in s.flags]
@@ -113,11 +168,15 @@ def run_section(store: Store, run_id: str, paper: PaperData | None) -> dict[str,
     }
 
 
-def render_report(store: Store, run_ids: Sequence[str], *, papers: Mapping[str, PaperData] | None = None) -> str:
-    """The report's HTML. `papers` maps a suite name to its claims and published numbers."""
-    sections = [run_section(store, r, None) for r in run_ids]
-    for s in sections:
-        s["paper"] = (papers or {}).get(s["info"]["suite"])
+def render_report(store: Store, run_ids: Sequence[str], *, papers: Mapping[str, Any] | None = None) -> str:
+    """The report's HTML. `papers` maps a run id (or a suite name) to its PaperData, or to the paper
+    blocks (.paper, .published, .claims) its claims are judged with."""
+    papers = papers or {}
+    sections = []
+    for r in run_ids:
+        info = store.run_info(r)
+        suite = info["suite"] if info else ""
+        sections.append(run_section(store, r, papers.get(r, papers.get(suite))))
     suites: dict[str, list[dict[str, Any]]] = {}
     for s in sections:
         suites.setdefault(s["info"]["suite"], []).append(s)
@@ -127,7 +186,7 @@ def render_report(store: Store, run_ids: Sequence[str], *, papers: Mapping[str, 
 
 
 def write_report(store: Store, run_ids: Sequence[str], output: Path, *,
-                 papers: Mapping[str, PaperData] | None = None) -> Path:
+                 papers: Mapping[str, Any] | None = None) -> Path:
     text = render_report(store, run_ids, papers=papers)
     output = Path(output)
     try:

@@ -23,6 +23,9 @@ class NginxOptions(WorkloadOptions):
     workers: int = Field(1, ge=1, le=64)
     files: list[str] = Field(default_factory=lambda: list(DEFAULT_FILES), min_length=1,
                              description="sizes of the static files to serve, e.g. [4k, 1m]")
+    # runsc 20221219 (Debian 12) stalls sending a file of 1 MiB with sendfile(2): the first request
+    # never completes. A suite comparing large downloads turns it off on every platform alike.
+    sendfile: bool = Field(True, description="nginx's sendfile on/off")
 
     @field_validator("files")
     @classmethod

@@ -8,7 +8,8 @@ requests over the lab network and it answers with the measured nanoseconds per c
 The program is compiled statically with gcc into the cache (orchestrator/images/compiled.py),
 keyed by the source's sha256, compiler version and flags; the recipe names that binary, so it is
 copied into root file systems at the same path and native runs it in place.
-Readiness: `ping` answered with `pong`.
+Readiness: `ping` answered with `pong`. `-H` names the directory where a platform with
+`host_tmpfs: true` mounts a host tmpfs (the `host-tmpfs` location of openclose).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
+from ..images.oci import HOST_TMPFS_DESTINATION
 from ..tools import Tool
 from .base import Connect, ImageRecipe, Workload, WorkloadOptions, expect, recv_until
 
@@ -41,13 +43,13 @@ class Sysbench(Workload, kind="sysbench"):
     def image_recipe(self) -> ImageRecipe:  # computed: it names the compiled binary
         from ..images.compiled import BUILD_PACKAGES
 
-        return ImageRecipe(packages=BUILD_PACKAGES, binaries=(self.binary,), directories=("/tmp",))
+        return ImageRecipe(packages=BUILD_PACKAGES, binaries=(self.binary,), directories=("/tmp", HOST_TMPFS_DESTINATION))
 
     def write_config(self, config_dir: Path, *, config_path: str) -> None:
         pass  # everything is on the command line
 
     def argv(self, config_path: str) -> list[str]:
-        return [self.binary, "-p", str(self.port)]
+        return [self.binary, "-p", str(self.port), "-H", HOST_TMPFS_DESTINATION]
 
     def probe(self, connect: Connect) -> bool:
         with connect() as s:

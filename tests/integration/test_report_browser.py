@@ -4,35 +4,14 @@ screenshot is not blank and the DOM Chromium built holds every figure and the pr
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
-from helpers import ROOT, leftovers, run_cli
+from helpers import ROOT, chromium, distinct_colours, leftovers, run_cli
 from lxml import html as lxml_html
 
 pytestmark = pytest.mark.slow
 
 SUBNET = "10.91.0.0/24"
-CHROMIUM_TIMEOUT = 120
-
-
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail("chromium is not installed (playbooks/roles/build installs it; `apt-get install chromium`)")
-    return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           "--disable-extensions", f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT)
-
-
-def distinct_colours(png: Path) -> int:
-    from PIL import Image
-
-    with Image.open(png) as img:
-        return len(img.convert("RGB").getcolors(maxcolors=1 << 24) or [])
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,9 @@ def test_netperf_fixtures_parse_by_name(name):
         assert out["throughput_mbps"].value == float(fields["THROUGHPUT"])
     else:
         assert set(out) == {"transactions_per_s", "latency_mean_us", "latency_p50_us", "latency_p90_us",
-                            "latency_p99_us"}
+                            "latency_p99_us", "latency_stddev_us"}
         assert out["transactions_per_s"].value == float(fields["TRANSACTION_RATE"])
+        assert out["latency_stddev_us"].value == float(fields["STDDEV_LATENCY"])  # mean, p50 and stddev stored
         assert out["latency_p50_us"].value <= out["latency_p90_us"].value <= out["latency_p99_us"].value
 
 

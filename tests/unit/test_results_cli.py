@@ -7,15 +7,11 @@ import csv
 import io
 import json
 import re
-import sys
-from types import SimpleNamespace
 
 import pytest
 from helpers import run_cli
 from results_data import compare_store
-from rich.console import Console
 
-from orchestrator import cli as cli_mod
 
 from orchestrator.results.summary import summarize_rows
 from orchestrator.results.numbers import fmt
@@ -26,22 +22,6 @@ def store_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "r.sqlite"
     compare_store(path).close()
     return path
-
-
-@pytest.fixture
-def tb(monkeypatch, capsys):
-    """Run the CLI in this process (importing scipy per subprocess is slow): (returncode, stdout, stderr)."""
-    def invoke(*args: str, columns: int = 160) -> SimpleNamespace:
-        monkeypatch.setattr(cli_mod, "console", Console(width=columns, color_system=None, force_terminal=False))
-        monkeypatch.setattr(sys, "argv", ["testbed", *args])
-        code = 0
-        try:
-            cli_mod.main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-    return invoke
 
 
 def one_line_error(res) -> str:

@@ -8,14 +8,18 @@
  *   gettimeofday N            -> result name=gettimeofday_syscall ... (raw syscall(SYS_gettimeofday))
  *                                result name=gettimeofday_vdso ...    (libc gettimeofday(), the vDSO path)
  *   getppid N                 -> result name=getppid_syscall ...      (a null system call)
- *   openclose N [rootfs|tmp]  -> result name=openclose_<where> ...    (open(O_RDONLY) + close of one file)
+ *   openclose N [rootfs|tmp|host-tmpfs] -> result name=openclose_<where> ... (open(O_RDONLY) + close of one file)
  *   every answer but pong ends with a line "end"; errors are "error <reason>" lines.
  *
  * A result line is: result name=NAME calls=N total_ns=T ns_per_call=X
  * "rootfs" opens this program's own file (on the image's root filesystem, which gVisor
- * serves through its gofer); "tmp" opens a file this program created in /tmp at start.
+ * serves through its gofer); "tmp" opens a file this program created in /tmp at start;
+ * "host-tmpfs" one it creates at the first such request in the directory given with -H (default
+ * /mnt/host-tmpfs): a host tmpfs the platform bind-mounts into the instance, which it marks with
+ * a file named .testbed-host-tmpfs (without the marker the request is an error: the directory
+ * would be the instance's own).
  *
- * Usage: tbsysbench [-p port]   (default 7777). Built with gcc -static -O2 by testbed.
+ * Usage: tbsysbench [-p port] [-H dir]   (default 7777). Built with gcc -static -O2 by testbed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +42,8 @@
 
 static char self_path[4096];
 static char tmp_path[] = "/tmp/tbsysbench.dat";
+static char host_dir[1024] = "/mnt/host-tmpfs";
+static char host_path[1100] = "";
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -100,6 +106,33 @@ static int bench_getppid(int fd, long n) {
     return 0;
 }
 
+/* The file in the host tmpfs directory, created on first use; 0, or -1 after an error line. */
+static int host_file(int fd) {
+    char marker[1100], buf[1300];
+    if (host_path[0] != '\0')
+        return 0;
+    snprintf(marker, sizeof marker, "%s/.testbed-host-tmpfs", host_dir);
+    if (access(marker, F_OK) != 0) {
+        snprintf(buf, sizeof buf, "openclose host-tmpfs: no host tmpfs at %.200s (%.240s is missing: the platform "
+                 "mounts none; set host_tmpfs: true on it)", host_dir, marker);
+        error_line(fd, buf);
+        return -1;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/tbsysbench.%d.dat", host_dir, (int)getpid());
+    int tf = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (tf < 0 || write(tf, "testbed\n", 8) != 8) {
+        snprintf(buf, sizeof buf, "openclose host-tmpfs: cannot create %s: %.100s", path, strerror(errno));
+        error_line(fd, buf);
+        if (tf >= 0)
+            close(tf);
+        return -1;
+    }
+    close(tf);
+    memcpy(host_path, path, sizeof host_path);
+    return 0;
+}
+
 static int bench_openclose(int fd, long n, const char *where) {
     const char *path;
     char name[64];
@@ -107,8 +140,12 @@ static int bench_openclose(int fd, long n, const char *where) {
         path = self_path;
     } else if (strcmp(where, "tmp") == 0) {
         path = tmp_path;
+    } else if (strcmp(where, "host-tmpfs") == 0) {
+        if (host_file(fd) != 0)
+            return -1;
+        path = host_path;
     } else {
-        error_line(fd, "openclose: where must be rootfs or tmp");
+        error_line(fd, "openclose: where must be rootfs, tmp or host-tmpfs");
         return -1;
     }
     uint64_t t0 = now_ns();
@@ -136,7 +173,7 @@ static void handle(int fd, char *line) {
         return;
     }
     if (fields < 2 || n <= 0 || n > MAX_CALLS) {
-        error_line(fd, "usage: gettimeofday N | getppid N | openclose N [rootfs|tmp] (0 < N <= 100000000)");
+        error_line(fd, "usage: gettimeofday N | getppid N | openclose N [rootfs|tmp|host-tmpfs] (0 < N <= 100000000)");
     } else if (strcmp(cmd, "gettimeofday") == 0) {
         bench_gettimeofday(fd, n);
     } else if (strcmp(cmd, "getppid") == 0) {
@@ -178,11 +215,13 @@ static void serve(int fd) {
 
 int main(int argc, char **argv) {
     int port = 7777, opt;
-    while ((opt = getopt(argc, argv, "p:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:H:")) != -1) {
         if (opt == 'p') {
             port = atoi(optarg);
+        } else if (opt == 'H' && strlen(optarg) < sizeof host_dir) {
+            snprintf(host_dir, sizeof host_dir, "%s", optarg);
         } else {
-            fprintf(stderr, "usage: %s [-p port]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-p port] [-H dir]\n", argv[0]);
             return 2;
         }
     }
