@@ -32,7 +32,7 @@ from .net.netns import NetnsExecutor
 from .placement import Placement, host_named, resolve
 from .plan import Cell, Plan
 from .platforms.base import Instance, Platform
-from .preflight import preflight
+from .preflight import make_platforms, preflight
 from .provenance import RunFacts, controller_facts, host_facts, point_key, sample_provenance
 from .readiness import POLL_INTERVAL, SocketFactory, plain_socket, wait_ready
 from .results.store import Store, StoreError
@@ -276,13 +276,7 @@ class Runner:
                 self._run_group(self.platforms[pname], self.plan.workloads[wname], cells)
 
     def _make_platforms(self, placement: Placement) -> None:
-        for name in dict.fromkeys(c.platform for c in self.plan.cells):
-            entry = self.plan.platforms[name]
-            options = entry.options
-            if options.cpus is None and placement.server_cpus:
-                options = options.model_copy(update={"cpus": placement.server_cpus})
-            p = entry.cls(name, options, self.server_host, self.ledger, self.workdir / name)
-            self.platforms[name] = p
+        self.platforms = make_platforms(self.plan, placement, self.server_host, self.ledger, self.workdir)
 
     def _safety_net(self, ledger: Ledger) -> None:
         for p in self.platforms.values():
@@ -409,7 +403,7 @@ class Runner:
             return None if instance.alive() else f"instance died: {instance.exit_reason()}"
 
         client = ClientSide(self.client_host, self.client_netns, self.placement.client_cpus,
-                            self.workdir / "client", watch=watch,
+                            self.workdir / "client" / cell.platform, watch=watch,
                             **({"connector": self.connector} if self.connector else {}))
         target = Target(instance.address, workload.port, workload.kind)
         # nstat where a host kernel runs the TCP: the client's namespace, and the server's when its
@@ -466,6 +460,8 @@ class Runner:
                                  self.plan.benchmarks[cell.benchmark], self.images.get((cell.platform, cell.workload)),
                                  instance, point)
         prov["interference"] = self._trial_interference()
+        if m.raw:  # the tool's own output this value was parsed from, for checking it
+            prov["raw_output"] = m.raw
         if "image_digest" not in prov:  # a cell that never reached its image still says what it is
             prov["image_digest"] = "none"
         self.store.add_sample(self.run_id, platform=cell.platform, workload=cell.workload, benchmark=cell.benchmark,

@@ -145,7 +145,8 @@ class ClientSide:
             return with_raw(failed(f"{exc}; stderr: {result.tail()}" if result.stderr.strip() else str(exc)), raw)
 
     def keep_output(self, label: str, text: str, stderr: str = "") -> Path:
-        """Keep a tool's raw output beside the run (runs/<id>/client/raw/), for checking and parser fixtures."""
+        """Keep a tool's raw output beside the run (runs/<id>/client/<platform>/raw/), for checking and parser
+        fixtures; every sample parsed from it names the file (provenance raw_output)."""
         raw = self.workdir / "raw"
         raw.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)

@@ -76,18 +76,29 @@ def _param(key: str) -> Callable[[dict, float], float | None]:
     return seconds
 
 
-def _redis_seconds(params: dict, rate: float) -> float | None:
-    n = params.get("requests")
-    return n / rate if isinstance(n, (int, float)) and rate > 0 else None
+def _count(key: str) -> Callable[[dict, float], float | None]:
+    """A count-bound run (N requests or operations) lasts N / rate."""
+    def seconds(params: dict, rate: float) -> float | None:
+        n = params.get(key)
+        return n / rate if isinstance(n, (int, float)) and rate > 0 else None
+    return seconds
+
+
+def _time_or_count(duration: str, count: str) -> Callable[[dict, float], float | None]:
+    """A tool bound by time or, when the run says so, by a count (memaslap -t or -x)."""
+    by_time, by_count = _param(duration), _count(count)
+    return lambda params, rate: by_time(params, rate) if duration in params else by_count(params, rate)
 
 
 TOOLS: dict[str, ToolModel] = {
     "wrk": ToolModel("requests_per_s", _param("duration_s"), "latency_avg_ms", 1e-3,
                      lambda p: int(p["connections"])),
-    "redis-benchmark": ToolModel("requests_per_s", _redis_seconds, "latency_avg_ms", 1e-3,
+    "redis-benchmark": ToolModel("requests_per_s", _count("requests"), "latency_avg_ms", 1e-3,
                                  lambda p: int(p["clients"]) * int(p.get("pipeline", 1))),
-    "memaslap": ToolModel("ops_per_s", _param("duration_s"), "latency_avg_us", 1e-6,
+    "memaslap": ToolModel("ops_per_s", _time_or_count("duration_s", "operations"), "latency_avg_us", 1e-6,
                           lambda p: int(p["concurrency"])),
+    # ab's mean time per request is over the concurrent requests, so Little's law ties it to -c.
+    "ab": ToolModel("requests_per_s", _count("requests"), "latency_avg_ms", 1e-3, lambda p: int(p["concurrency"])),
     # netperf's _RR tests have exactly one transaction outstanding; _STREAM tests are not closed-loop.
     "netperf": ToolModel("transactions_per_s", _param("length_s"), "latency_mean_us", 1e-6, lambda p: 1),
 }

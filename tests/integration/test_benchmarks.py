@@ -2,7 +2,7 @@
 
 Short durations and few repetitions: these check that the command lines, the parsers and the
 failure paths work against real servers, not what the numbers are (no timed assertions).
-Each test also re-parses the raw output the run kept (runs/<id>/client/raw/) and checks that
+Each test also re-parses the raw output the run kept (runs/<id>/client/<platform>/raw/) and checks that
 nothing of the run is left behind.
 """
 
@@ -29,7 +29,7 @@ def run_suite(tmp_path: Path, text: str):
     outcome = Runner(load_plan(path), store=store).run()
     rows = list(store.samples(outcome.run_id))
     assert leftovers(outcome.run_id) == []
-    raw = paths.runs_dir() / outcome.run_id / "client" / "raw"
+    raw = paths.runs_dir() / outcome.run_id / "client"  # one raw/ directory per platform below it
     return outcome, rows, raw
 
 
@@ -64,7 +64,7 @@ benchmarks:
         assert len(ok(rows, "latency_p99_us", platform)) == 4
     assert not [r for r in rows if r.status != "ok"]
     check_placement(rows)
-    kept = sorted(raw.glob("netperf-*.out"))
+    kept = sorted(raw.glob("*/raw/netperf-*.out"))
     assert len(kept) == 16
     for f in kept:
         test, size = f.name.split(".")[0].split("-")[1:3]
@@ -92,7 +92,7 @@ benchmarks:
          for rr in ok(rows, "requests_per_s", "native") if rr.params == r.params and rr.repetition == r.repetition}
     assert t["64k.bin"] > 8 * t["4k.bin"]
     check_placement(rows)
-    for f in raw.glob("wrk-*.out"):
+    for f in raw.glob("*/raw/wrk-*.out"):
         assert wrk.measurements(wrk.parse_wrk(f.read_text()), {})[0].status == "ok"
 
 
@@ -114,7 +114,7 @@ benchmarks:
         assert all(g.value > 3 * s.value for g, s in zip(gets, sets))
         assert len(ok(rows, "latency_avg_us", platform)) == 2
     check_placement(rows)
-    for f in raw.glob("memaslap-*.out"):
+    for f in raw.glob("*/raw/memaslap-*.out"):
         assert memcached_load.parse_memaslap(f.read_text())["tps"] > 0
 
 
@@ -142,7 +142,7 @@ benchmarks:
 
     native_digests = {r.provenance["image_digest"] for r in rows if r.platform == "native"}
     assert native_digests == {sha256_file(Path(Sysbench().binary))}
-    for f in raw.glob("syscalls-*.out"):
+    for f in raw.glob("*/raw/syscalls-*.out"):
         assert syscalls.parse_results(f.read_text())
 
 
