@@ -634,21 +634,36 @@ def _threshold(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def _nightly_config(threshold: float, metric_thresholds: dict[str, float], min_nights: int):
+def _nightly_config(threshold: float | None, metric_thresholds: dict[str, float], min_nights: int | None,
+                    suite: str | None = None):
+    """The command line's settings over the suite file's `nightly:` block over the defaults."""
     from .results.nightly import NightlyConfig
 
-    return NightlyConfig(threshold=threshold, metric_thresholds=metric_thresholds, min_nights=min_nights)
+    settings = None
+    if suite is not None and Path(suite).is_file():
+        from .plan import load_plan
+
+        settings = load_plan(Path(suite)).model.nightly
+    default = NightlyConfig()
+    return NightlyConfig(
+        threshold=threshold if threshold is not None else (settings.threshold if settings and settings.threshold
+                                                          else default.threshold),
+        metric_thresholds={**(settings.metric_thresholds if settings else {}), **metric_thresholds},
+        min_nights=min_nights if min_nights is not None else (settings.min_nights if settings and settings.min_nights
+                                                             else default.min_nights))
 
 
 _nightly_options = [
     click.option("--store", "store_path", help="SQLite result store (default: $TESTBED_HOME/results.sqlite)."),
     click.option("--host", help="Only the series measured on this host (a lab host's name, or localhost)."),
-    click.option("--threshold", type=click.FloatRange(0, 10), default=0.05, show_default=True,
-                 help="Smallest relative change that gets a verdict (0.05 = 5%)."),
+    click.option("--threshold", type=click.FloatRange(0, 10), default=None,
+                 help="Smallest relative change that gets a verdict (default: the suite's nightly.threshold, "
+                      "else 0.05 = 5%)."),
     click.option("--metric-threshold", "metric_thresholds", multiple=True, callback=_threshold,
                  metavar="METRIC=FRACTION", help="Threshold for one metric, e.g. startup_ms=0.10 (repeatable)."),
-    click.option("--min-nights", type=click.IntRange(3, 1000), default=5, show_default=True,
-                 help="Nights of the current configuration needed before any verdict."),
+    click.option("--min-nights", type=click.IntRange(3, 1000), default=None,
+                 help="Nights of the current configuration needed before any verdict (default: the suite's "
+                      "nightly.min_nights, else 5)."),
 ]
 
 
@@ -691,6 +706,8 @@ def nightly(suite: str, store_path: str | None, host: str | None, threshold: flo
         from .config.lab import load_lab
 
         load_lab(lab_file).host(host)
+    config = _nightly_config(threshold, metric_thresholds, min_nights, suite)  # a bad suite: one line, first
+    name = _suite_name(suite)
     if not no_run and run_id is None:
         from .plan import load_plan
 
@@ -700,8 +717,7 @@ def nightly(suite: str, store_path: str | None, host: str | None, threshold: flo
         # A night whose cells failed is still a night (its failures are in the verdicts' context).
         run_id = _run_plan(load_plan(Path(suite)), _store(store_path), trust_new_host_key=trust_new_host_key).run_id
     store = _history_store(store_path)
-    report = analyze_nightly(store, _suite_name(suite), host=host,
-                             config=_nightly_config(threshold, metric_thresholds, min_nights), run_id=run_id)
+    report = analyze_nightly(store, name, host=host, config=config, run_id=run_id)
     for text in report.lines():
         click.echo(text)  # unwrapped: one finding is one line for a script or a CI log
     if junit_file is not None:
@@ -723,7 +739,7 @@ def history(suite: str, store_path: str | None, host: str | None, threshold: flo
     from .results.nightly import series_history
 
     store = _history_store(store_path)
-    cfg = _nightly_config(threshold, metric_thresholds, min_nights)
+    cfg = _nightly_config(threshold, metric_thresholds, min_nights, suite)
     shown = [h for h in series_history(store, _suite_name(suite), host=host, metric=metric, config=cfg)
              if platform is None or h.key.platform == platform]
     if not shown:

@@ -69,6 +69,23 @@ class MatrixModel(BaseModel):
     benchmarks: list[str] = Field(min_length=1)
 
 
+class NightlySettings(BaseModel):
+    """How `testbed nightly` judges this suite (the command line's options override each)."""
+
+    model_config = ConfigDict(extra="forbid")
+    threshold: float | None = Field(None, gt=0, le=10, description="smallest relative change with a verdict")
+    metric_thresholds: dict[str, float] = Field(default_factory=dict, description="per metric, e.g. startup_ms: 0.1")
+    min_nights: int | None = Field(None, ge=3, le=1000, description="nights of a configuration before a verdict")
+
+    @field_validator("metric_thresholds")
+    @classmethod
+    def positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not 0 < v <= 10]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: a threshold is a fraction above 0 (0.05 = 5%)")
+        return value
+
+
 class SuiteModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -83,6 +100,7 @@ class SuiteModel(BaseModel):
     paper: PaperModel | None = None  # a paper reproduction: which paper, figure or table
     published: PublishedModel | None = None  # the paper's own numbers, kept beside ours
     claims: list[ClaimModel] = Field(default_factory=list)  # what the paper claims, checked against ours
+    nightly: NightlySettings | None = None  # thresholds `testbed nightly` uses for this suite
     # Named overlays merged into the suite before it is validated (`testbed run --scale paper`):
     # e.g. {smoke: {repetitions: 2}, paper: {repetitions: 20, benchmarks: {ab: {requests: [100000]}}}}
     scales: dict[str, dict[str, Any]] = Field(default_factory=dict)
