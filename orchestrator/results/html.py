@@ -23,7 +23,7 @@ from .flags import RANKING_LEGEND
 from .plots import Plot, figures
 from .stats import CI_METHOD, MIN_N_INTERVAL, MIN_N_P95
 from .store import SampleRow, Store
-from .summary import platform_labels, summarize_rows, summary_records
+from .summary import is_headline, platform_labels, summarize_rows, summary_records
 from .numbers import fmt
 from .table import duration, run_host
 
@@ -168,6 +168,33 @@ def run_section(store: Store, run_id: str, paper: Any = None) -> dict[str, Any]:
     }
 
 
+HISTORY_FIGURES = 12  # per suite: the headline metrics' series, the rest stay in `testbed history`
+
+
+def history_section(store: Store, suite: str) -> dict[str, Any] | None:
+    """The suite's nights in this store (two or more): a time series per headline metric with its
+    intervals, change points and configuration changes (results/nightly.series_history)."""
+    from .nightly import series_history
+    from .plots import history_figure
+
+    try:
+        series = series_history(store, suite)
+    except TestbedError:
+        return None
+    if not series or max(len(h.nights) for h in series) < 2:
+        return None
+    by_metric: dict[tuple, list] = {}
+    for h in series:
+        if is_headline(h.key.metric):
+            k = (h.key.host, h.key.workload, h.key.benchmark, h.key.metric, h.key.point)
+            by_metric.setdefault(k, []).append(h)
+    figs = [history_figure(hs, " ".join(x for x in k[1:] if x), hs[0].unit, k) for k, hs in
+            list(by_metric.items())[:HISTORY_FIGURES]]
+    notes = [f"{h.key.label}: {m.text}" for h in series for m in h.config_changes + h.change_points]
+    return {"nights": max(len(h.nights) for h in series), "figures": figs, "left_out": max(0, len(by_metric) -
+            HISTORY_FIGURES), "notes": notes}
+
+
 def render_report(store: Store, run_ids: Sequence[str], *, papers: Mapping[str, Any] | None = None) -> str:
     """The report's HTML. `papers` maps a run id (or a suite name) to its PaperData, or to the paper
     blocks (.paper, .published, .claims) its claims are judged with."""
@@ -180,8 +207,9 @@ def render_report(store: Store, run_ids: Sequence[str], *, papers: Mapping[str, 
     suites: dict[str, list[dict[str, Any]]] = {}
     for s in sections:
         suites.setdefault(s["info"]["suite"], []).append(s)
+    histories = {suite: history_section(store, suite) for suite in suites}
     return environment().get_template("report.html.j2").render(
-        suites=suites, generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=__version__, ci_method=CI_METHOD,
+        suites=suites, histories=histories, generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=__version__, ci_method=CI_METHOD,
         min_n_interval=MIN_N_INTERVAL, min_n_p95=MIN_N_P95, ranking_legend=RANKING_LEGEND, store=str(store.path))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,3 +236,38 @@ def figures(groups: list[Group], labels: dict[str, str], *, limit: int = 60) -> 
             f.svg = f.svg.replace(f'id="{f.id}-', f'id="{new}-').replace(f"#{f.id}-", f"#{new}-")
             f.id = new
     return out, wanted - len(out)
+
+
+def history_figure(series: list, key_label: str, unit: str, fid_parts: tuple[str, ...]) -> Plot:
+    """One metric's nights (one line per platform): nightly medians with their CI of the median as
+    error bars, configuration changes as dashed verticals, confirmed change points as dotted ones."""
+    platforms = [h.key.platform for h in series]
+    colours = colour_map(platforms)
+    with matplotlib.rc_context(RC):
+        fig = _figure(6.4, 3.2)
+        ax = fig.add_subplot()
+        marks: set[tuple[float, str]] = set()
+        for h in series:
+            xs = [n.started for n in h.nights]
+            ys = [n.median for n in h.nights]
+            lo = [n.median - n.ci[0] if n.ci else 0.0 for n in h.nights]
+            hi = [n.ci[1] - n.median if n.ci else 0.0 for n in h.nights]
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", ms=3, lw=1, capsize=2, color=colours[h.key.platform],
+                        label=h.key.platform)
+            for m in h.config_changes:
+                marks.add((h.nights[m.night].started, "config"))
+            for m in h.change_points:
+                marks.add((h.nights[m.night].started, "change"))
+        for x, kind in sorted(marks):
+            ax.axvline(x, color="grey" if kind == "config" else "red", lw=0.8,
+                       ls="--" if kind == "config" else ":")
+        ticks = sorted({n.started for h in series for n in h.nights})
+        step = max(1, len(ticks) // 8)
+        ax.set_xticks(ticks[::step], [time.strftime("%m-%d %H:%M", time.localtime(t)) for t in ticks[::step]],
+                      rotation=30, ha="right")
+        ax.set_ylabel(f"{key_label} ({unit})")
+        legend_above(ax, len(platforms))
+    caption = ("One point per night: the run's median, error bars its distribution-free CI of the median. "
+               "Dashed grey: a configuration change (a new baseline starts); dotted red: a confirmed change point.")
+    fid = _slug("hist", *fid_parts)
+    return Plot(fid, f"history: {key_label}", caption, to_svg(fig, fid))

@@ -102,3 +102,20 @@ def test_two_runs_of_one_suite(tmp_path):
     doc = lxml_html.fromstring(text)
     assert len(doc.xpath("//article[contains(@class, 'run')]")) == 3
     assert len(doc.xpath("//section[contains(@class, 'suite')]")) == 2
+
+
+def test_report_shows_the_suites_history_with_change_points_and_config_changes(tmp_path):
+    from nightly_history import Lab, seed_history, seed_night
+
+    from orchestrator.results.html import render_report
+    from orchestrator.results.store import Store
+
+    store = Store(tmp_path / "h.sqlite")
+    seed_history(store, 6)
+    seed_night(store, 6, factors={"native/requests_per_s": 0.7})
+    seed_night(store, 7, factors={"native/requests_per_s": 0.7})
+    last = seed_night(store, 8, lab=Lab(kernel="6.1.0-99-amd64"))
+    html = render_report(store, [last])
+    assert 'id="history-nightly"' in html and "history of 9 nights" in html
+    assert html.count('class="plot history-figure"') == 2  # the headline metrics: startup_ms, requests_per_s
+    assert "host.kernel: 6.1.0-18-amd64 -&gt; 6.1.0-99-amd64" in html  # the configuration change, annotated
