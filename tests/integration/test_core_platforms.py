@@ -50,4 +50,9 @@ def test_platform_serves_every_workload_and_leaves_nothing(tmp_path, platform):
         assert r.provenance["platform_kind"] == platform and r.provenance["tools"]
     rps = [r for r in rows if r.metric == "requests_per_s"]
     assert {r.params["test"] for r in rps} == {"SET", "GET"} and all(r.value > 0 for r in rps)
+    # Every TCP load run carries its retransmission counters: the client's always, the server's where the
+    # host kernel runs the server's TCP (not gVisor's netstack).
+    retrans = {r.metric for r in rows if r.metric.startswith("tcp_retrans_segs_") and r.status == "ok"}
+    assert retrans == ({"tcp_retrans_segs_client"} | (set() if platform == "gvisor" else {"tcp_retrans_segs_server"}))
+    assert all("interference" in r.provenance and r.provenance["raw_output"] for r in rps)
     assert leftovers(outcome.run_id) == []
