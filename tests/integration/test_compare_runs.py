@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import leftovers, run_cli
 
-from orchestrator.runner import split_cpus
+from orchestrator.placement import split_cpus
 
 pytestmark = pytest.mark.slow
 

@@ -47,7 +47,7 @@ def night(suite, store, *extra: str):
 
 def server_cpus() -> str:
     count = os.cpu_count() or 1
-    return ",".join(str(c) for c in range(count // 2, count)) if count >= 2 else "0"  # runner.split_cpus
+    return ",".join(str(c) for c in range(count // 2, count)) if count >= 2 else "0"  # placement.split_cpus
 
 
 def test_quiet_nights_pass_and_a_cpu_hog_night_is_flagged(tmp_path):
