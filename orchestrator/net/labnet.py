@@ -12,9 +12,12 @@ Every address lives only inside these namespaces and guests, and the host bridge
 no address, so nothing routes between the lab and the host's own interfaces.
 
 A platform chooses its attachment (Platform.attach) from the blocks a LabNetwork offers:
-`namespace(label)`, `bridge_port()` (an address + MAC on the host bridge; libvirt makes the
-tap), `tap(label)` (testbed makes the tap) and `adopt(...)` (a device attached elsewhere,
-e.g. an SR-IOV VF, whose lab address must be reserved). `release(att)` undoes any of them.
+`namespace(label)`, `host_interface(label)` (the host's own network: here a namespace like any
+other, on a lab host its experiment interface), `bridge_port()` (an address + MAC on the host
+bridge; libvirt makes the tap), `tap(label)` (testbed makes the tap) and `adopt(...)` (a device
+attached elsewhere, e.g. an SR-IOV VF, whose lab address must be reserved). `release(att)` undoes
+any of them. A server placed on a lab host gets the same blocks on that host's experiment link
+(net/labhost.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from ..enums import NicKind
-from ..errors import ConfigError, NotRunnableError, ResourceBusyError
+from ..errors import ConfigError, ResourceBusyError
 from ..ledger import Ledger
 from . import netns as nn
 
@@ -48,6 +51,7 @@ class Attachment:
     nic: NicKind = NicKind.VIRTIO
     netns: str | None = None  # namespace platforms: the namespace the instance joins
     bridge: str | None = None  # guests: the host bridge their tap is on
+    direct: str | None = None  # guests on a lab host: the interface their macvtap sits on (type='direct')
     tap: str | None = None  # guests run without libvirt: the tap testbed made on `bridge`
     host_links: list[str] = field(default_factory=list)
     device: Any = None  # an adopted device (e.g. an SR-IOV VF lease); released with the attachment
@@ -67,6 +71,8 @@ class LabNetwork(Protocol):
     """The building blocks a platform attaches with (see the module docstring)."""
 
     def namespace(self, label: str) -> Attachment: ...
+
+    def host_interface(self, label: str) -> Attachment: ...
 
     def bridge_port(self) -> Attachment: ...
 
@@ -151,6 +157,10 @@ class LabNet:
             raise
         return self._keep(Attachment(address, self.network, self.gateway, mac, nic=NicKind.VETH, netns=ns,
                                      host_links=[veth]))
+
+    def host_interface(self, label: str) -> Attachment:
+        """A host process's network: on this machine, a namespace on the lab bridge like any other."""
+        return self.namespace(label)
 
     def bridge_port(self) -> Attachment:
         """An address and MAC for a guest NIC whose tap the VMM's manager (libvirt) puts on the host bridge."""
@@ -259,41 +269,3 @@ class LabNet:
 
     def __exit__(self, *exc) -> None:
         self.destroy()
-
-
-class HostLink:
-    """A lab host's own experiment interface, for a server placed on a lab host: instances use the
-    host's lab address (one at a time) and the load comes from another host over the link."""
-
-    def __init__(self, host_name: str, lab_address: str | None):
-        if not lab_address:
-            raise ConfigError(f"host {host_name}: lab_address is needed to place a server there (the host's address "
-                              f"on the experiment link, in the lab file)")
-        self.host_name = host_name
-        self.iface = ipaddress.IPv4Interface(lab_address if "/" in lab_address else f"{lab_address}/24")
-        self._in_use: Attachment | None = None
-
-    def namespace(self, label: str) -> Attachment:
-        if self._in_use is not None:
-            raise ResourceBusyError(f"host {self.host_name}: its lab address {self.iface.ip} is already in use by "
-                                    f"another instance")
-        self._in_use = Attachment(self.iface.ip, self.iface.network, None, "", nic=NicKind.HOST)
-        return self._in_use
-
-    def bridge_port(self) -> Attachment:
-        raise NotRunnableError(f"host {self.host_name}: guests on a lab host need a lab bridge there, which this "
-                               f"placement does not set up yet")
-
-    def tap(self, label: str) -> Attachment:
-        return self.bridge_port()
-
-    def adopt(self, nic: NicKind, mac: str, device: Any = None, release: Callable[[], None] | None = None,
-              facts: dict | None = None) -> Attachment:
-        return self.bridge_port()
-
-    def release(self, att: Attachment) -> None:
-        if att is self._in_use:
-            self._in_use = None
-        for fn in att.on_release:
-            fn()
-        att.on_release.clear()

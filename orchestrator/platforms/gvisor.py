@@ -13,7 +13,9 @@ from typing import Iterable, Literal
 from pydantic import Field
 
 from ..checks import PASS, WARN, Check, DoctorCheck
+from ..errors import HostError
 from ..hosts.base import Host
+from ..hosts.transfer import ship_file
 from ..tools import Tool
 from .base import PlatformOptions
 from .oci_runtime import OciPlatform
@@ -54,7 +56,9 @@ class Gvisor(OciPlatform[GvisorOptions], kind="gvisor"):
     Options = GvisorOptions
 
     def runtime_argv(self) -> list[str]:
-        return [str(COMPAT_WRAPPER), self.binary] if runsc_needs_netns_compat(self.host) else [self.binary]
+        if not runsc_needs_netns_compat(self.host):
+            return [self.binary]
+        return [ship_file(self.host, COMPAT_WRAPPER), self.binary]  # on a lab host: its copy there
 
     def global_flags(self) -> list[str]:
         return ["--root", self.state_root, f"--platform={self.options.platform}", f"--network={self.options.network}"]
@@ -64,8 +68,12 @@ class Gvisor(OciPlatform[GvisorOptions], kind="gvisor"):
         return attachment.netns if self.options.network == "host" else None
 
     def provenance(self) -> dict:
+        try:
+            compat: bool | str = runsc_needs_netns_compat(self.host)
+        except HostError as exc:  # a lab host that stopped answering before runsc was ever asked
+            compat = f"unknown ({exc})"
         return {"gvisor_platform": self.options.platform, "gvisor_network": self.options.network,
-                "runsc_netns_compat": runsc_needs_netns_compat(self.host)}
+                "runsc_netns_compat": compat}
 
 
 class GvisorNetnsCheck(DoctorCheck, kind="gvisor-netns"):

@@ -21,10 +21,9 @@ from ..errors import ConfigError, LaunchError
 from ..images.cache import ImageCache
 from ..images.linux import probe_image
 from ..ledger import Ledger
-from .connection import Connection
-from .console import ConsoleFile
 from .domain import DomainSpec, domain_xml
 from .lifecycle import create_transient, destroy, domain_running
+from .site import GuestSite
 
 PROBE_TIMEOUT = 15.0
 TCG_PROBE_TIMEOUT = 60.0
@@ -57,18 +56,21 @@ class AccelChoice:
         return {"accel": self.accel, "accel_reason": self.reason}
 
 
-def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type: str, timeout: float,
+def boot_probe(site: GuestSite, ledger: Ledger, cache: ImageCache, domain_type: str, timeout: float,
                workdir: Path | None = None, machine: str = "pc") -> ProbeResult:
+    """Boot the probe guest on the site's host (a lab host: its own libvirtd, KVM and console)."""
+    conn = site.conn
     image = probe_image(cache)
     workdir = workdir or paths.runs_dir() / "accel-probe"
     workdir.mkdir(parents=True, exist_ok=True)
+    site.make_dir(workdir)
     name = f"tb-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    console_path = workdir / f"{name}.console"
-    console_path.unlink(missing_ok=True)
-    spec = DomainSpec(name=name, kernel=str(image.file("kernel")), initrd=str(image.file("initrd")),
-                      cmdline="console=ttyS0 panic=-1", console_log=str(console_path), domain_type=domain_type,
+    console_path = site.path(workdir / f"{name}.console")
+    site.remove(console_path)
+    spec = DomainSpec(name=name, kernel=site.image_file(image, "kernel"), initrd=site.image_file(image, "initrd"),
+                      cmdline="console=ttyS0 panic=-1", console_log=console_path, domain_type=domain_type,
                       machine=machine, vcpus=1, memory_mib=256, metadata={"role": "accel-probe"})
-    console = ConsoleFile(console_path)
+    console = site.console(console_path)
     start = time.monotonic()
     try:
         create_transient(conn, ledger, name, domain_xml(spec))
@@ -94,7 +96,8 @@ def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type:
     finally:
         destroy(conn, ledger, name)
         console.poll()
-        console_path.unlink(missing_ok=True)
+        console.close()
+        site.remove(console_path)
     p = console.parser
     if ok:
         evidence = f"userspace marker after {seconds:.1f} s under {domain_type}"
@@ -115,23 +118,25 @@ def qemu_errors(message: str) -> str:
 _CHOICES: dict[str, AccelChoice] = {}
 
 
-def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested: str = "auto", *,
+def choose_accel(site: GuestSite, ledger: Ledger, cache: ImageCache, requested: str = "auto", *,
                  timeout: float = PROBE_TIMEOUT, confirm_tcg: bool = False, machine: str = "pc") -> AccelChoice:
     """auto: KVM if the probe reaches userspace under KVM, else TCG. kvm: the probe must pass.
-    tcg: no probe. The result is remembered per URI for the rest of the process (one run)."""
+    tcg: no probe. The probe runs on the site's host (a lab host decides for itself); the result is
+    remembered per host and URI for the rest of the process (one run)."""
     if requested not in ("auto", "kvm", "tcg"):
         raise ConfigError(f"accel: {requested!r} is not one of auto, kvm, tcg")
-    key = f"{conn.uri}|{requested}"
+    conn = site.conn
+    key = f"{conn.where}|{requested}"
     if key in _CHOICES and not confirm_tcg:
         return _CHOICES[key]
     if requested == "tcg":
         choice = AccelChoice("tcg", "accel: tcg requested", [])
     else:
         probes: list[ProbeResult] = []
-        if not Path("/dev/kvm").exists() and conn.uri.startswith("qemu:///"):
-            reason = "/dev/kvm does not exist"
+        if not site.has_kvm_device():
+            reason = f"/dev/kvm does not exist on {site.host.name}"
         else:
-            kvm = boot_probe(conn, ledger, cache, "kvm", timeout, machine=machine)
+            kvm = boot_probe(site, ledger, cache, "kvm", timeout, machine=machine)
             probes.append(kvm)
             reason = kvm.evidence
             if kvm.ok:
@@ -139,12 +144,12 @@ def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested:
                 _CHOICES[key] = choice
                 return choice
         if requested == "kvm":
-            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.uri}: {reason}")
+            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.where}: {reason}")
         if confirm_tcg:
-            tcg = boot_probe(conn, ledger, cache, "qemu", TCG_PROBE_TIMEOUT, machine=machine)
+            tcg = boot_probe(site, ledger, cache, "qemu", TCG_PROBE_TIMEOUT, machine=machine)
             probes.append(tcg)
             if not tcg.ok:
-                raise LaunchError(f"neither KVM nor TCG guests reach userspace on {conn.uri}: {tcg.evidence}")
+                raise LaunchError(f"neither KVM nor TCG guests reach userspace on {conn.where}: {tcg.evidence}")
         choice = AccelChoice("tcg", reason, probes)
     _CHOICES[key] = choice
     return choice
