@@ -42,7 +42,7 @@ PART = ".tbpart-"  # in the names of copies not yet checked
 # and `L <target> <path>`, paths relative to the tree (names testbed made: no newlines in them).
 LISTING_SCRIPT = (
     'cd "$1" || exit 3; '
-    "find . -type f ! -name " + DIGEST_MARKER + " -print0 | sort -z | xargs -0r sha256sum -- "
+    "find . -type f ! -name " + DIGEST_MARKER + " ! -path ./.manifest.json -print0 | sort -z | xargs -0r sha256sum -- "
     "| sed 's/^\\\\//' | while read -r h p; do printf 'H %s %s\\n' \"$h\" \"${p#./}\"; done; "
     "find . -type l -printf 'L %l %P\\n' | sort"
 )

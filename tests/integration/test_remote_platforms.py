@@ -4,8 +4,8 @@ orchestrator/testing/labsim.py builds them: host A and host B, each a network na
 mount namespace of its own (private /run, /var/run/libvirt, /etc/libvirt, /var/lib/libvirt and
 TESTBED_HOME, so each has its own daemons and state), each with its own sshd, host A also with its
 own virtlogd and libvirtd, joined with the controller by veth links on one bridge in 10.114.0.0/24.
-runc, gvisor and linux-vm (osv / rumprun when TESTBED_TEST_OSV_IMAGE / TESTBED_TEST_RUMPRUN_IMAGE
-name an image to import) are placed on host A and redis-benchmark on host B; after each run
+runc, gvisor and linux-vm (and osv / rumprun where an image is imported as it-redis, or as
+TESTBED_REMOTE_UNIKERNEL_IMAGE says) are placed on host A and redis-benchmark on host B; after each run
 nothing of it is left on either host, on the controller, or in this machine's own libvirtd.
 """
 
@@ -104,11 +104,19 @@ def run(path: Path, store: Store) -> tuple:
 
 
 def unikernel_platforms() -> str:
+    """osv and rumprun entries for the images imported as TESTBED_REMOTE_UNIKERNEL_IMAGE (default
+    it-redis, what tests/integration/test_unikernel_boot.py imports), where there is one."""
+    from orchestrator.images.cache import ImageCache
+    from orchestrator.images.imported import ImageMissingError, find_imported
+
+    name = os.environ.get("TESTBED_REMOTE_UNIKERNEL_IMAGE", "it-redis")
     out = ""
-    if os.environ.get("TESTBED_TEST_OSV_IMAGE"):
-        out += "  osv: {image: remote-osv}\n"
-    if os.environ.get("TESTBED_TEST_RUMPRUN_IMAGE"):
-        out += "  rumprun: {image: remote-rumprun}\n"
+    for kind in ("osv", "rumprun"):
+        try:
+            find_imported(kind, name, ImageCache())
+        except ImageMissingError:
+            continue
+        out += f"  {kind}: {{image: {name}}}\n"
     return out
 
 
