@@ -12,7 +12,8 @@ namespaces, own sshd each, host A its own libvirtd; subnet 10.115.0.0/24), then:
   * the suite twice, interleaved per repetition block: placement a/b, then locally (subnet
     10.116.0.0/24), and a table of the medians side by side with the ratio remote / local.
 
-Usage (root): .venv/bin/python benchmarks/two_host_vs_local.py [--reps 5] [--platforms native,runc,gvisor,linux-vm]
+Usage (root): .venv/bin/python benchmarks/two_host_vs_local.py [--reps 5] [--blocks 1]
+              [--platforms native,runc,gvisor,linux-vm,osv,rumprun]   (osv, rumprun: `testbed images import ... --name it-redis`)
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from orchestrator.testing import labsim  # noqa: E402
 from orchestrator.virt.console import ConsoleFile, RemoteConsole  # noqa: E402
 
 REMOTE_SUBNET, LOCAL_SUBNET = "10.115.0.0/24", "10.116.0.0/24"
-PLATFORMS = {"native": "{}", "runc": "{}", "gvisor": "{platform: ptrace}", "linux-vm": "{vcpus: 1, memory_mb: 512}"}
+PLATFORMS = {"native": "{}", "runc": "{}", "gvisor": "{platform: ptrace}", "linux-vm": "{vcpus: 1, memory_mb: 512}",
+             "osv": "{image: it-redis}", "rumprun": "{image: it-redis}"}  # unikernels: images imported as it-redis
 METRICS = ("startup_ms", "phase_process_started_ms", "phase_port_open_ms", "requests_per_s")
 
 
@@ -164,7 +166,8 @@ def main() -> None:
         print(f"SSH round trip to host A (`true`, open connection), n={len(rtt)}: median {statistics.median(rtt):.2f} "
               f"ms, p90 {pct(rtt, 0.9):.2f} ms")
         print(f"console line written -> read on the controller, n={len(remote_lat)}: over SSH median "
-              f"{statistics.median(remote_lat):.2f} ms (p90 {pct(remote_lat, 0.9):.2f}); local file, n={len(local_lat)}: "
+              f"{statistics.median(remote_lat):.2f} ms (p90 {pct(remote_lat, 0.9):.2f}); "
+              f"local file, n={len(local_lat)}: "
               f"median {statistics.median(local_lat):.2f} ms (p90 {pct(local_lat, 0.9):.2f}); "
               f"difference of medians {statistics.median(remote_lat) - statistics.median(local_lat):.2f} ms")
         remote_store, local_store = Store(work / "remote.sqlite"), Store(work / "local.sqlite")

@@ -76,7 +76,8 @@ def check_tools(plan: Plan, placement: Placement, platforms: dict[str, Platform]
         _missing(placement.server, list({t.name: (t, who) for t, who in tools}.values()), lines, seen)
         if lines:
             doctor = "testbed doctor" if placement.server.is_local else f"testbed doctor {placement.server.name}"
-            reasons[name] = f"missing: {'; '.join(dict.fromkeys(lines))}; {_fix({placement.server.name})} (see `{doctor}`)"
+            reasons[name] = (f"missing: {'; '.join(dict.fromkeys(lines))}; {_fix({placement.server.name})} "
+                             f"(see `{doctor}`)")
     if reasons and len(reasons) == len(per_platform):  # nothing would run: say so at once, as one line
         raise MissingToolError("; ".join(dict.fromkeys(reasons.values())))
     return {cell: reasons[cell.platform] for cell in plan.cells if cell.platform in reasons}

@@ -134,7 +134,8 @@ class LabHost(BaseModel):
     @field_validator("testbed_home")
     @classmethod
     def _home(cls, value: str) -> str:
-        if not value.startswith("/") or not value.strip("/") or "/../" in f"{value}/" or any(c.isspace() or c in "\\'\"$`" for c in value):
+        odd = any(c.isspace() or c in "\\'\"$`" for c in value)
+        if not value.startswith("/") or not value.strip("/") or "/../" in f"{value}/" or odd:
             raise ValueError(f"{value!r}: expected an absolute path without '..', spaces or quotes, "
                              f"e.g. /var/lib/testbed")
         return value.rstrip("/")

@@ -35,7 +35,8 @@ class CommandResult:
 class Process(Protocol):
     """A long-running command started with Host.spawn (a server, a runtime, a VMM)."""
 
-    pid: int
+    @property
+    def pid(self) -> int: ...
 
     def alive(self) -> bool: ...
 
@@ -52,7 +53,11 @@ class Host(Protocol):
     name: str
     is_local: bool  # True for this machine (files and sockets are reachable directly)
     lab_address: str | None  # the host's address on the experiment link (lab hosts), else None
-    home: str  # where testbed keeps its image cache and per-run files on this host (TESTBED_HOME here)
+
+    @property
+    def home(self) -> str:
+        """Where testbed keeps its image cache and per-run files on this host (TESTBED_HOME here)."""
+        ...
 
     def connection_meta(self) -> dict:
         """What a ledger entry needs to reach this host again from `testbed gc` ({} for this machine;
@@ -105,5 +110,6 @@ def on_host(host: Host, local: Path | str) -> str:
     try:
         rel = Path(local).resolve().relative_to(paths.home().resolve())
     except ValueError:
-        raise TestbedError(f"{local} is not under TESTBED_HOME {paths.home()}; it has no place on {host.name}") from None
+        raise TestbedError(f"{local} is not under TESTBED_HOME {paths.home()}; it has no place on "
+                           f"{host.name}") from None
     return str(PurePosixPath(host.home) / rel)

@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import paramiko
 
-from ..errors import CommandTimeout, HostError, LaunchError, TestbedError
 from ..digest import sha256_file
+from ..errors import CommandTimeout, HostError, LaunchError, TestbedError
 from ..ledger import Reclaimer
 from .base import CommandResult
 from .local import CommandFailed, netns_argv
 
 if TYPE_CHECKING:
     from ..config.lab import LabHost
-    from .base import Host
     from ..ledger import Ledger
+    from .base import Host
 
 log = logging.getLogger(__name__)
 
@@ -535,7 +535,9 @@ def host_for_entry(meta: dict) -> "Host":
     """The host a ledger entry was made on: this machine, or the lab host its connection metadata names."""
     from .local import LocalHost
 
-    return host_from_meta(meta) if meta.get("address") else LocalHost()
+    if meta.get("address"):
+        return host_from_meta(meta)
+    return LocalHost()
 
 
 def _reclaim_remote_process(name: str, meta: dict) -> None:

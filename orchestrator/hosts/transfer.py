@@ -118,7 +118,7 @@ class _ChannelWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # type: ignore[override]
+    def write(self, b) -> int:
         self.chan.sendall(bytes(b))
         return len(b)
 
@@ -142,7 +142,8 @@ def send_tree(host: StreamHost, local: Path, remote_dir: str, *, timeout: float)
             elif chan.recv_ready():
                 chan.recv(CHUNK)
             elif time.monotonic() > deadline:
-                raise CommandTimeout(f"{host.name}: tar did not finish unpacking into {remote_dir} within {timeout:g} s")
+                raise CommandTimeout(f"{host.name}: tar did not finish unpacking into {remote_dir} within "
+                                     f"{timeout:g} s")
             else:
                 chan.status_event.wait(0.05)
         code = chan.recv_exit_status()

@@ -31,7 +31,7 @@ from ..enums import NicKind
 from ..errors import ConfigError, HostError, LaunchError, NotRunnableError, ResourceBusyError, TestbedError
 from ..hosts.base import Host
 from ..ledger import Ledger
-from .labnet import FIRST_INSTANCE_HOST, Attachment, link_label, random_mac
+from .labnet import AddressPool, Attachment, link_label, random_mac
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class RemoteLabNet:
         self.ledger = ledger
         self.iface: str | None = None
         taken = {ipaddress.IPv4Address(a) for a in (*reserved, host.lab_address) if a}
-        self._free = [a for a in list(self.network.hosts())[FIRST_INSTANCE_HOST - 1:] if a not in taken]
+        self.addresses = AddressPool(self.network, taken, where=f" on {host.name}")
         self._counter = 0
         self._attachments: list[Attachment] = []
         self._on_host: Attachment | None = None
@@ -122,7 +122,7 @@ class RemoteLabNet:
     def namespace(self, label: str) -> Attachment:
         """A namespace on the host whose eth0 is a macvlan of the experiment interface."""
         assert self.iface is not None, "create() first"
-        address = self._take_address()
+        address = self.addresses.take()
         self._counter += 1
         ns = f"tb-{self.run_id}-{link_label(label)}{self._counter}"
         mac = random_mac()
@@ -134,7 +134,7 @@ class RemoteLabNet:
                 raise LaunchError(f"host {self.host.name}: cannot make namespace {ns} on {self.iface}: {res.tail()}")
         except BaseException:
             self._delete_namespace(ns)
-            self._free.insert(0, address)
+            self.addresses.unused(address)
             raise
         return self._keep(Attachment(address, self.network, None, mac, nic=NicKind.MACVLAN, netns=ns,
                                      facts={"lab_interface": self.iface}))
@@ -142,7 +142,7 @@ class RemoteLabNet:
     def bridge_port(self) -> Attachment:
         """An address and MAC for a guest whose NIC libvirt puts on a macvtap of the experiment interface."""
         assert self.iface is not None, "create() first"
-        return self._keep(Attachment(self._take_address(), self.network, None, random_mac(), nic=NicKind.VIRTIO,
+        return self._keep(Attachment(self.addresses.take(), self.network, None, random_mac(), nic=NicKind.VIRTIO,
                                      direct=self.iface, facts={"lab_interface": self.iface, "host_nic": "macvtap"}))
 
     def tap(self, label: str) -> Attachment:
@@ -165,18 +165,13 @@ class RemoteLabNet:
         finally:
             if att.netns:
                 self._delete_namespace(att.netns)
-            if att.nic != NicKind.HOST and att.address not in self._free:
-                self._free.append(att.address)
+            if att.nic != NicKind.HOST:
+                self.addresses.release(att.address)
 
     # --- helpers ---------------------------------------------------------------------
     def _keep(self, att: Attachment) -> Attachment:
         self._attachments.append(att)
         return att
-
-    def _take_address(self) -> ipaddress.IPv4Address:
-        if not self._free:
-            raise ResourceBusyError(f"lab subnet {self.network} has no free address left on {self.host.name}")
-        return self._free.pop(0)
 
     def _delete_namespace(self, ns: str) -> None:
         """Delete it on the host and release its entry; an unreachable host keeps the entry for gc."""

@@ -84,6 +84,29 @@ class LabNetwork(Protocol):
     def release(self, att: Attachment) -> None: ...
 
 
+class AddressPool:
+    """The subnet's instance addresses, .10 up (less any taken elsewhere): a released one goes to the
+    back, one a failed creation never used to the front."""
+
+    def __init__(self, network: ipaddress.IPv4Network, taken: set[ipaddress.IPv4Address] | None = None,
+                 where: str = ""):
+        self.network = network
+        self.where = where
+        self._free = [a for a in list(network.hosts())[FIRST_INSTANCE_HOST - 1:] if a not in (taken or set())]
+
+    def take(self) -> ipaddress.IPv4Address:
+        if not self._free:
+            raise ResourceBusyError(f"lab subnet {self.network} has no free address left{self.where}")
+        return self._free.pop(0)
+
+    def unused(self, address: ipaddress.IPv4Address) -> None:
+        self._free.insert(0, address)
+
+    def release(self, address: ipaddress.IPv4Address) -> None:
+        if address not in self._free:
+            self._free.append(address)
+
+
 def random_mac() -> str:
     # Locally administered, unicast, with testbed's fixed prefix so leftovers are recognisable.
     return "52:54:00:%02x:%02x:%02x" % (random.randrange(256), random.randrange(256), random.randrange(256))
@@ -112,7 +135,7 @@ class LabNet:
         hosts = list(self.network.hosts())
         self.gateway = hosts[0]
         self.client_address = hosts[1]
-        self._free = hosts[FIRST_INSTANCE_HOST - 1:]
+        self.addresses = AddressPool(self.network)
         self._counter = 0
         self.host_bridge: str | None = None
         self._created = False
@@ -143,7 +166,7 @@ class LabNet:
     # --- building blocks ---------------------------------------------------------------
     def namespace(self, label: str) -> Attachment:
         """A fresh namespace with eth0 on the lab bridge, for process and container platforms."""
-        address = self._take_address()
+        address = self.addresses.take()
         self._counter += 1
         ns = f"tb-{self.run_id}-{link_label(label)}{self._counter}"
         veth = f"{self.prefix}v{self._counter}"
@@ -153,7 +176,7 @@ class LabNet:
         except BaseException:
             nn.delete_netns(ns)
             self.ledger.release("netns", ns)
-            self._free.insert(0, address)
+            self.addresses.unused(address)
             raise
         return self._keep(Attachment(address, self.network, self.gateway, mac, nic=NicKind.VETH, netns=ns,
                                      host_links=[veth]))
@@ -165,7 +188,7 @@ class LabNet:
     def bridge_port(self) -> Attachment:
         """An address and MAC for a guest NIC whose tap the VMM's manager (libvirt) puts on the host bridge."""
         self._ensure_host_bridge()
-        return self._keep(Attachment(self._take_address(), self.network, self.gateway, random_mac(),
+        return self._keep(Attachment(self.addresses.take(), self.network, self.gateway, random_mac(),
                                      nic=NicKind.VIRTIO, bridge=self.host_bridge))
 
     def tap(self, label: str) -> Attachment:
@@ -173,7 +196,7 @@ class LabNet:
         self._ensure_host_bridge()
         self._counter += 1
         name = f"{self.prefix}t{self._counter}"[:15]
-        address = self._take_address()
+        address = self.addresses.take()
         self.ledger.acquire("link", name)
         try:
             nn.ip("tuntap", "add", "dev", name, "mode", "tap")
@@ -181,7 +204,7 @@ class LabNet:
             nn.ip("link", "set", name, "master", str(self.host_bridge), "up")
         except BaseException:
             self._del_link(name)
-            self._free.insert(0, address)
+            self.addresses.unused(address)
             raise
         return self._keep(Attachment(address, self.network, self.gateway, random_mac(), nic=NicKind.VIRTIO,
                                      bridge=self.host_bridge, tap=name))
@@ -190,7 +213,7 @@ class LabNet:
               facts: dict | None = None) -> Attachment:
         """Reserve a lab address for a device attached elsewhere (e.g. an SR-IOV VF); `release` runs
         when the attachment is released."""
-        att = Attachment(self._take_address(), self.network, self.gateway, mac, nic=nic, device=device,
+        att = Attachment(self.addresses.take(), self.network, self.gateway, mac, nic=nic, device=device,
                          facts=dict(facts or {}))
         if release is not None:
             att.on_release.append(release)
@@ -211,18 +234,12 @@ class LabNet:
             if att.netns:
                 nn.delete_netns(att.netns)
                 self.ledger.release("netns", att.netns)
-            if att.address not in self._free:
-                self._free.append(att.address)
+            self.addresses.release(att.address)
 
     # --- helpers ---------------------------------------------------------------------
     def _keep(self, att: Attachment) -> Attachment:
         self._attachments.append(att)
         return att
-
-    def _take_address(self) -> ipaddress.IPv4Address:
-        if not self._free:
-            raise ResourceBusyError(f"lab subnet {self.network} has no free address left")
-        return self._free.pop(0)
 
     def _add_ns(self, ns: str) -> None:
         self.ledger.acquire("netns", ns)

@@ -86,7 +86,7 @@ class Platform(Registered, ABC, Generic[O]):
         return cls.tools
 
     @classmethod
-    def lab_host_tools(cls, options: PlatformOptions) -> tuple[Tool, ...]:
+    def lab_host_tools(cls, options: PlatformOptions | None = None) -> tuple[Tool, ...]:
         """What it needs besides, on a lab host (copying its images there and checking them)."""
         return TRANSFER_TOOLS
 

@@ -23,8 +23,8 @@ from pydantic import Field, model_validator
 from ..enums import NicKind
 from ..errors import ConfigError, HostError, LaunchError, NotRunnableError, TestbedError
 from ..images.cache import ImageCache
-from ..net.sriov import SYSFS, VfLease, VfPool, VfSelector, guest_vf_problem, hostdev_start_error
 from ..net.labnet import Attachment, LabNetwork, random_mac
+from ..net.sriov import SYSFS, VfLease, VfPool, VfSelector, guest_vf_problem, hostdev_start_error
 from ..tools import TRANSFER_TOOLS, Tool
 from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
 from ..virt.connection import DEFAULT_URI, Connection, is_local
@@ -33,7 +33,7 @@ from ..virt.domain import BridgeNic, DirectNic, DomainSpec, SriovNic
 from ..virt.lifecycle import create_transient, destroy, domain_running
 from ..virt.site import GuestSite
 from ..workloads.base import Workload
-from .base import Instance, Platform, PlatformOptions, Timeline, now
+from .base import Instance, Platform, PlatformOptions, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         return guest_vf_problem(self.kind, vf)
 
     @classmethod
-    def lab_host_tools(cls, options) -> tuple[Tool, ...]:
+    def lab_host_tools(cls, options=None) -> tuple[Tool, ...]:
         return LAB_HOST_TOOLS
 
     def versions(self) -> dict[str, str]:

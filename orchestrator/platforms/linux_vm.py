@@ -16,8 +16,15 @@ from pydantic import Field, ValidationInfo, field_validator
 from ..digest import sha256_file
 from ..errors import ConfigError
 from ..images.cache import Image, ImageCache
-from ..images.linux import (CONFIG_PATH, GUEST_MODULES, guest_image, kernel_image, kernel_release, launch_archive,
-                            launch_initrd)
+from ..images.linux import (
+    CONFIG_PATH,
+    GUEST_MODULES,
+    guest_image,
+    kernel_image,
+    kernel_release,
+    launch_archive,
+    launch_initrd,
+)
 from ..net.sriov.guest import guest_vf_problem, sriov_guest_modules
 from ..tools import Tool
 from ..virt.connection import is_local

@@ -32,9 +32,9 @@ from ..net.labnet import Attachment, LabNetwork
 from ..tools import Tool
 from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
 from ..virt.connection import DEFAULT_URI
-from ..virt.site import GuestSite
 from ..virt.console import MARKER_PHASES, ConsoleFile, ConsoleWatcher, Event
 from ..virt.domain import kernel_cmdline
+from ..virt.site import GuestSite
 from ..workloads.base import Workload
 from .base import Instance, Platform, PlatformOptions, Timeline, now
 

@@ -50,7 +50,7 @@ class Native(Platform[NativeOptions], kind="native"):
              Tool("dpkg-query", "dpkg", (), "native platform (package versions)"))
 
     @classmethod
-    def lab_host_tools(cls, options) -> tuple[Tool, ...]:
+    def lab_host_tools(cls, options=None) -> tuple[Tool, ...]:
         return ()  # the host's own binaries: nothing is copied
 
     def attach(self, net):

@@ -17,9 +17,9 @@ from typing import ClassVar, Generic, TypeVar
 
 from ..errors import HostError, LaunchError, TestbedError
 from ..hosts.base import Host, Process, on_host
-from ..images.cache import Image, ImageCache
 from ..hosts.ssh import host_for_entry
 from ..hosts.transfer import stage_tree
+from ..images.cache import Image, ImageCache
 from ..images.oci import CONFIG_MOUNT, oci_config, rootfs_image, write_bundle
 from ..ledger import Reclaimer
 from ..net.netns import NETNS_DIR

@@ -55,7 +55,8 @@ def run_tool(site: GuestSite, argv: Sequence[str], timeout: float = QEMU_IMG_TIM
     except MissingToolError:
         raise MissingToolError(f"{argv[0]} is not installed on {site.host.name}; apt-get install qemu-utils") from None
     if not res.ok:
-        raise LaunchError(f"{' '.join(argv[:2])} failed on {site.host.name}: {(res.stderr or res.stdout).strip()[:300]}")
+        out = (res.stderr or res.stdout).strip()[:300]
+        raise LaunchError(f"{' '.join(argv[:2])} failed on {site.host.name}: {out}")
 
 
 def overlay(site: GuestSite, base: str, base_format: str, dest: Path) -> str:

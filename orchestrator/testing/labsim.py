@@ -127,12 +127,9 @@ class SimHost:
 
     # --- daemons ------------------------------------------------------------------------------
     def start_sshd(self) -> None:
-        log = open(self.dir / "sshd.log", "ab")
-        try:
+        with open(self.dir / "sshd.log", "ab") as log:
             self.sshd = subprocess.Popen(self.enter([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")]),
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        finally:
-            log.close()
         wait_port(self.address, 22)
 
     def kill_sshd(self) -> None:

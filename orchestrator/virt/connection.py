@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from urllib.parse import urlparse
 
 from ..errors import CommandTimeout, ConfigError, LaunchError, MissingToolError
-from ..ledger import Reclaimer
 
 if TYPE_CHECKING:
     from ..hosts.base import Host

@@ -156,11 +156,12 @@ class RemoteConsole:
         from ..errors import HostError
 
         try:
-            if self._chan is None:
-                self._chan = self.host.exec_channel(["sh", "-c", self.FOLLOW, "sh", self.path], timeout=30)
+            chan = self._chan
+            if chan is None:
+                chan = self._chan = self.host.exec_channel(["sh", "-c", self.FOLLOW, "sh", self.path], timeout=30)
             data = b""
-            while self._chan.recv_ready():
-                data += self._chan.recv(1 << 16)
+            while chan.recv_ready():
+                data += chan.recv(1 << 16)
         except (HostError, OSError, EOFError) as exc:
             self.error = str(exc) or type(exc).__name__
             return []
@@ -190,7 +191,8 @@ class ConsoleWatcher:
     `on_events` with the time it was read, so console phases are stamped as lines arrive, not
     whenever a readiness loop happens to look (which would quantize them to its blocking)."""
 
-    def __init__(self, console: "ConsoleFile | RemoteConsole", on_events: OnEvents, *, tick: Callable[[], None] | None = None,
+    def __init__(self, console: "ConsoleFile | RemoteConsole", on_events: OnEvents, *,
+                 tick: Callable[[], None] | None = None,
                  interval: float = WATCH_INTERVAL, name: str = "console"):
         self.console = console
         self.on_events = on_events

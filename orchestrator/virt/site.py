@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..errors import HostError
 from ..hosts.base import CommandResult, Host, on_host
 from ..hosts.transfer import ship_file, stage_tree
-from .connection import DEFAULT_URI, CALL_TIMEOUT, Connection
+from .connection import CALL_TIMEOUT, DEFAULT_URI, Connection
 from .console import ConsoleFile, RemoteConsole
 from .lifecycle import QEMU_RUN_DIR, process_started_monotonic, qemu_pid
 

@@ -15,11 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import paths
+from orchestrator import errors, paths
 from orchestrator.enums import NicKind
-from orchestrator import errors
-from orchestrator.errors import (ConfigError, LaunchError, MissingToolError, NotRunnableError, ResourceBusyError,
-                                 TransferError)
+from orchestrator.errors import (
+    ConfigError,
+    LaunchError,
+    MissingToolError,
+    NotRunnableError,
+    ResourceBusyError,
+    TransferError,
+)
 from orchestrator.hosts import transfer
 from orchestrator.hosts.base import CommandResult, on_host
 from orchestrator.hosts.local import LocalHost
@@ -182,7 +187,8 @@ def test_stage_copies_once_checks_and_skips(tree: Path, tmp_path: Path):
     transfer.forget_checks()
     transfer.stage_tree(host, tree, tree.name, "d" * 64, ledger)
     assert len(host.channels) == copies + 1
-    assert Path(entry, "rootfs/usr/bin/redis-server").read_bytes() == (tree / "rootfs/usr/bin/redis-server").read_bytes()
+    original = (tree / "rootfs/usr/bin/redis-server").read_bytes()
+    assert Path(entry, "rootfs/usr/bin/redis-server").read_bytes() == original
     # the local image was rebuilt (another digest): the host's entry is replaced
     (tree / "rootfs/usr/bin/redis-server").write_bytes(b"rebuilt")
     transfer.stage_tree(host, tree, tree.name, "e" * 64, ledger)
@@ -254,7 +260,8 @@ def test_lab_file_testbed_home(tmp_path: Path):
     from orchestrator.config.lab import load_lab
 
     path = tmp_path / "lab.yaml"
-    path.write_text("hosts:\n  - {name: a, address: 192.0.2.1}\n  - {name: b, address: 192.0.2.2, testbed_home: /srv/tb/}\n")
+    path.write_text("hosts:\n  - {name: a, address: 192.0.2.1}\n"
+                    "  - {name: b, address: 192.0.2.2, testbed_home: /srv/tb/}\n")
     lab = load_lab(path)
     assert lab.host("a").testbed_home == "/var/lib/testbed" and lab.host("b").testbed_home == "/srv/tb"
     path.write_text("hosts:\n  - {name: a, address: 192.0.2.1, testbed_home: srv/tb}\n")
@@ -355,7 +362,7 @@ def test_lab_subnet_must_hold_the_hosts_lab_address(tmp_path: Path):
     with pytest.raises(ConfigError, match="lab_address is needed"):
         RemoteLabNet(RecordingHost(lab_address=None), "r", "10.114.0.0/24", ledger)
     net = RemoteLabNet(RecordingHost(lab_address="10.114.0.7"), "r", "10.114.0.0/24", ledger)
-    with pytest.raises(ConfigError, match="no interface has its lab_address 10.114.0.7"):
+    with pytest.raises(ConfigError, match=r"no interface has its lab_address 10\.114\.0\.7"):
         net.create()
 
 
@@ -498,5 +505,29 @@ def test_a_platform_tool_missing_on_its_host_fails_only_its_cells(tmp_path: Path
     failed = _check(tmp_path, "  runc: {}\n  vm: {kind: linux-vm}", lab_a)
     assert list(failed) == ["vm/redis/boot"] and "virt-ssh-helper on a" in failed["vm/redis/boot"]
     # nothing left to run: the run stops at once, with the same one line
-    with pytest.raises(MissingToolError, match=r"^missing: runsc on localhost .*; run ./setup.sh \(see `testbed doctor`\)$"):
+    one_line = r"^missing: runsc on localhost .*; run ./setup.sh \(see `testbed doctor`\)$"
+    with pytest.raises(MissingToolError, match=one_line):
         _check(tmp_path, "  gvisor: {}", FakeHost(missing={"runsc"}))
+
+
+def test_runner_fails_the_cells_of_a_platform_whose_tool_is_missing_and_runs_the_rest(tmp_path: Path):
+    from orchestrator.plan import load_plan
+    from orchestrator.results.store import Store
+    from orchestrator.runner import Runner
+    from orchestrator.testing.fakes import EVENTS, FakeHost, FakeLabNet
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: partial\nrepetitions: 1\nplatforms: {fake: {}, runc: {}}\nworkloads: {fake-echo: {}}\n"
+                    "benchmarks: {boot: {kind: startup}}\n")
+    EVENTS.clear()
+    store = Store(tmp_path / "r.sqlite")
+    r = Runner(load_plan(path), store=store, server_host=FakeHost(missing={"runc"}), client_host=FakeHost(),
+               labnet_factory=FakeLabNet)
+    out = r.run()
+    assert out.status == "failed"
+    assert out.failed_cells == ["runc/fake-echo/boot: missing: runc on localhost (needed by platform runc; Debian "
+                                "package runc); run ./setup.sh (see `testbed doctor`)"]
+    rows = list(store.samples(out.run_id))
+    assert {(s.platform, s.status) for s in rows if s.metric in ("startup_ms", "cell")} == {("fake", "ok"),
+                                                                                        ("runc", "failed")}
+    assert not [w for k, w in EVENTS if k == "launch" and w == "runc"]

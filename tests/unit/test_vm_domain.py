@@ -8,8 +8,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from orchestrator.virt.domain import (BridgeNic, DirectNic, DomainSpec, SriovNic, domain_xml, kernel_cmdline,
-                                     pci_address_attrs)
+from orchestrator.virt.domain import (
+    BridgeNic,
+    DirectNic,
+    DomainSpec,
+    SriovNic,
+    domain_xml,
+    kernel_cmdline,
+    pci_address_attrs,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate not installed")
 
