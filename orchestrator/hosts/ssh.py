@@ -388,32 +388,46 @@ class SshHost:
         try:
             self.run(["mkdir", "-p", str(Path(log_path).parent)], timeout=30)
             inner = 'exec > "$0" 2>&1 < /dev/null; "$@"; echo $? > "$0.rc"'
+            # One round trip: start it, then its pid and its /proc stat (the start time is the fork's,
+            # there at once), so `process_started` is one SSH command after `requested`.
             outer = ('pidfile=$1; inner=$2; log=$3; shift 3; rm -f "$log.rc"; '
-                     'setsid sh -c "$inner" "$log" "$@" & echo $! > "$pidfile"; echo $!')
+                     'setsid sh -c "$inner" "$log" "$@" & p=$!; echo $p > "$pidfile"; echo $p; '
+                     'cat "/proc/$p/stat" 2>/dev/null || echo')
             if before_start is not None:
                 before_start()
             res = self.run(["sh", "-c", outer, "sh", pidfile, inner, log_path, *argv], timeout=30)
-            pid = int(res.stdout.strip().splitlines()[-1])
+            lines = res.stdout.strip("\n").splitlines()
+            pid = int(lines[0])
         except (TestbedError, ValueError, IndexError) as exc:
             ledger.release("remote-process", name)
             raise LaunchError(f"could not start {argv[0]} on {self.name}: {exc}") from None
-        start = _remote_start_time(self, pid)
-        ledger.acquire("remote-process", name, pidfile=pidfile, pid=pid, start=start, **self.connection_meta())
+        start = _start_ticks(lines[1] if len(lines) > 1 else "")
+        if start is None:
+            start = _remote_start_time(self, pid)
+        # Without an fsync, as for local processes: the durable entry above finds it by its pidfile.
+        ledger.note("remote-process", name, pid=pid, start=start)
         log.debug("%s: spawned %s as pid %d", self._where(), argv[0], pid)
         return RemoteProcess(self, pid, start, log_path, pidfile, ledger, name)
+
+
+def _start_ticks(stat: str) -> int | None:
+    """The start time field of a /proc/PID/stat line (None: no line)."""
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19]) if stat.strip() else None
+    except (IndexError, ValueError):
+        return None
 
 
 def _remote_start_time(host: SshHost, pid: int, *, strict: bool = False) -> int | None:
     """The kernel start time of `pid` on the host (None: no such process). strict: an unreachable
     host raises instead of answering None."""
     try:
-        stat = host.run(["cat", f"/proc/{pid}/stat"], timeout=10, check=False).stdout
-        return int(stat.rsplit(")", 1)[1].split()[19]) if stat else None
+        return _start_ticks(host.run(["cat", f"/proc/{pid}/stat"], timeout=10, check=False).stdout)
     except HostError:
         if strict:
             raise
         return None
-    except (TestbedError, IndexError, ValueError):
+    except TestbedError:
         return None
 
 
