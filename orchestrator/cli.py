@@ -455,8 +455,9 @@ def collect(hosts: tuple[str, ...], lab_file: Path, store_path: str | None, remo
                    "(e.g. 7d, 12h, 30m) whose run is not live.")
 @click.option("--store", "store_path", help="Result store whose killed runs are marked (default: $TESTBED_HOME/results.sqlite).")
 def gc(include_live: bool, runs_older_than: str | None, store_path: str | None) -> None:
-    """Reclaim what killed runs left behind (namespaces, links, containers, processes, domains) and
-    mark runs whose process is gone `killed` in the result store."""
+    """Reclaim what killed runs left behind (namespaces, links, containers, processes, domains, half
+    image copies), here and on lab hosts (reconnecting with the lab file's host keys), and mark runs
+    whose process is gone `killed` in the result store."""
     from . import ledger
 
     older_than = None

@@ -25,6 +25,7 @@ class NicKind(StrEnum):
     VIRTIO = "virtio"  # a guest NIC whose tap sits on the lab's host bridge
     SRIOV = "sriov"  # a virtual function of a physical NIC handed to the guest
     HOST = "host"  # the lab host's own experiment interface (a server placed on a lab host)
+    MACVLAN = "macvlan"  # a namespace's eth0 as a macvlan of a lab host's experiment interface
 
 
 class CheckStatus(StrEnum):

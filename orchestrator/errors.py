@@ -37,6 +37,16 @@ class NotReadyError(LaunchError):
     """An instance started but its workload never answered the readiness probe in time."""
 
 
+class HostError(TestbedError):
+    """A lab host cannot be reached, refused testbed, or dropped the connection mid-run. Inside a run
+    it fails the cell at hand (the run goes on with the next); what was left on the host stays in
+    the ledger for `testbed gc`."""
+
+
+class TransferError(LaunchError):
+    """A file or image copied to a lab host does not have the content it was sent with."""
+
+
 class BenchmarkError(TestbedError):
     """A load generator failed; the runner stores this as a failed sample with the reason."""
 

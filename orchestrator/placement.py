@@ -47,6 +47,16 @@ def host_named(name: str, lab_file: str | None, suite_path: Path, trust_new: boo
     return SshHost.from_lab(load_lab(lab_path).host(name), trust_new=trust_new)
 
 
+def lab_addresses(lab_file: str | None, suite_path: Path) -> list[str]:
+    """Every lab_address in the lab file: addresses a run must not give its instances."""
+    if not lab_file:
+        return []
+    from .config.lab import load_lab
+
+    lab_path = Path(lab_file) if Path(lab_file).is_absolute() else suite_path.parent / lab_file
+    return [h.lab_address for h in load_lab(lab_path).hosts if h.lab_address]
+
+
 def cpu_count(host: Host) -> int:
     return int(host.run(["nproc"], timeout=10).stdout.strip())
 

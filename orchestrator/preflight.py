@@ -1,9 +1,12 @@
 """Everything that can be checked before a run creates anything.
 
-Stops the run (one line each): a tool missing on the host a platform, workload or benchmark is
-placed on; a CPU that does not exist there; a lab subnet the host already uses; a platform
-setting the host cannot honour. Reports, without stopping: cells that cannot run here (an
-unikernel image not imported, no SR-IOV NIC), which become not-runnable samples with the reason.
+Stops the run (one line each): a tool missing that every cell needs (the lab network's, a
+benchmark's on the client host, the image builders' on the controller), or a platform's tool when
+no cell is left to run; a CPU that does not exist there; a lab subnet the host already uses; a
+platform setting the host cannot honour. Fails, without stopping the others: the cells of a
+platform whose tool is missing on the host it is placed on (one line naming host, tool, package
+and `testbed provision HOST`). Reports: cells that cannot run here (an unikernel image not
+imported, no SR-IOV NIC), which become not-runnable samples with the reason.
 
 `run --check` calls the same checks (check_plan) and prints what a run would do.
 """
@@ -25,33 +28,61 @@ from .tools import BASE_TOOLS, Tool
 @dataclass
 class Preflight:
     not_runnable: dict[Cell, str] = field(default_factory=dict)
+    failed: dict[Cell, str] = field(default_factory=dict)  # cells that fail before they start (a tool missing)
 
 
-def _missing(host: Host, tools: list[tuple[Tool, str]], out: list[str]) -> None:
+def _missing(host: Host, tools: list[tuple[Tool, str]], out: list[str], seen: dict[tuple[str, str], bool]) -> None:
     for tool, who in tools:
-        if host.which(tool.name) is None:
+        key = (host.name, tool.name)
+        if key not in seen:
+            seen[key] = host.which(tool.name) is None
+        if seen[key]:
             out.append(f"{tool.name} on {host.name} (needed by {who}; Debian package {tool.package})")
 
 
-def check_tools(plan: Plan, placement: Placement, platforms: dict[str, Platform], local_lab: bool) -> None:
+def _fix(hosts: set[str]) -> str:
+    lab = sorted(hosts - {"localhost"})
+    return f"run `testbed provision {' '.join(lab)}`" if lab else "run ./setup.sh"
+
+
+def check_tools(plan: Plan, placement: Placement, platforms: dict[str, Platform], local_lab: bool) -> dict[Cell, str]:
+    """Every tool each cell needs, on the host it runs on. Tools every cell needs stop the run; a
+    platform's tool missing on its host fails that platform's cells (returned: cell -> one line)."""
+    seen: dict[tuple[str, str], bool] = {}
     missing: list[str] = []
-    server: list[tuple[Tool, str]] = [(t, "the lab network") for t in BASE_TOOLS if local_lab and t.name == "ip"]
+    server: list[tuple[Tool, str]] = [(t, "the lab network") for t in BASE_TOOLS if t.name == "ip"]
     client: list[tuple[Tool, str]] = []
     controller: list[tuple[Tool, str]] = []
+    per_platform: dict[str, list[tuple[Tool, str]]] = {}
     for cell in plan.cells:
         p = platforms[cell.platform]
-        server += [(t, f"platform {cell.platform}") for t in p.tools_for(p.options)]
+        mine = per_platform.setdefault(cell.platform, [])
+        mine += [(t, f"platform {cell.platform}") for t in p.tools_for(p.options)]
+        if not local_lab:
+            mine += [(t, f"platform {cell.platform}") for t in p.lab_host_tools(p.options)]
         wl = plan.workloads[cell.workload]
         # native runs the host's own binary; the other platforms build images from the controller's.
-        target = server if p.kind == "native" else controller
-        target += [(t, f"workload {cell.workload}") for t in wl.tools]
+        if p.kind == "native":
+            mine += [(t, f"workload {cell.workload}") for t in wl.tools]
+        else:
+            controller += [(t, f"workload {cell.workload}") for t in wl.tools]
         client += [(t, f"benchmark {cell.benchmark}") for t in plan.benchmarks[cell.benchmark].tools]
     for host, tools in ((placement.server, server), (placement.client, client), (LocalHost(), controller)):
-        _missing(host, list({t.name: (t, who) for t, who in tools}.values()), missing)
+        _missing(host, list({t.name: (t, who) for t, who in tools}.values()), missing, seen)
     if missing:
-        hosts = sorted({placement.server.name, placement.client.name} - {"localhost"})
-        fix = f"run `testbed provision {' '.join(hosts)}`" if hosts else "run ./setup.sh"
+        fix = _fix({placement.server.name, placement.client.name})
         raise MissingToolError(f"missing: {'; '.join(dict.fromkeys(missing))}; {fix} (see `testbed doctor`)")
+    reasons: dict[str, str] = {}
+    for name, tools in per_platform.items():
+        lines: list[str] = []
+        _missing(placement.server, list({t.name: (t, who) for t, who in tools}.values()), lines, seen)
+        if lines:
+            doctor = "testbed doctor" if placement.server.is_local else f"testbed doctor {placement.server.name}"
+            reasons[name] = (f"missing: {'; '.join(dict.fromkeys(lines))}; {_fix({placement.server.name})} "
+                             f"(see `{doctor}`)")
+    if reasons and len(reasons) == len(per_platform):  # nothing would run: say so at once, as one line
+        raise MissingToolError("; ".join(dict.fromkeys(reasons.values())))
+    return {cell: reasons[cell.platform] for cell in plan.cells if cell.platform in reasons}
 
 
 def check_cpus(plan: Plan, placement: Placement, platforms: dict[str, Platform]) -> None:
@@ -96,15 +127,17 @@ def make_platforms(plan: Plan, placement: Placement, host: Host, ledger, workdir
 
 
 def preflight(plan: Plan, placement: Placement, platforms: dict[str, Platform], *, local_lab: bool) -> Preflight:
-    check_tools(plan, placement, platforms, local_lab)
+    failed = check_tools(plan, placement, platforms, local_lab)
     check_cpus(plan, placement, platforms)
     errors = [f"{plan.path}: platforms.{name}: {e}" for name, p in platforms.items() for e in p.preflight()]
     if errors:
         raise ConfigError("\n".join(errors))
     if local_lab:
         check_subnet_free(plan)
-    result = Preflight()
+    result = Preflight(failed=failed)
     for cell in plan.cells:
+        if cell in failed:
+            continue
         reason = platforms[cell.platform].not_runnable(plan.workloads[cell.workload])
         if reason:
             result.not_runnable[cell] = reason

@@ -22,14 +22,16 @@ from .paths import inside_home
 from .bench.base import ClientSide, ColdStartBenchmark, LoadBenchmark, Measurement, Target
 from .bench.nstat import TcpCounters
 from .enums import NicKind, RunStatus, SampleStatus
-from .errors import (ConfigError, Interrupted, LaunchError, NotRunnableError, ResourceBusyError, TestbedError)
+from .errors import (ConfigError, HostError, Interrupted, LaunchError, NotRunnableError, ResourceBusyError,
+                     TestbedError)
 from .hosts.base import Host
 from .images.cache import Image, ImageCache
 from .interference import CpuSnapshot, cpu_snapshot, host_load, open_meta, overlapping_runs, refuse_overlap
 from .ledger import Ledger
-from .net.labnet import Attachment, HostLink, LabNet, LabNetwork
+from .net.labhost import RemoteLabNet
+from .net.labnet import Attachment, LabNet, LabNetwork
 from .net.netns import NetnsExecutor
-from .placement import Placement, host_named, resolve
+from .placement import Placement, host_named, lab_addresses, resolve
 from .plan import Cell, Plan
 from .platforms.base import Instance, Platform
 from .preflight import make_platforms, preflight
@@ -41,8 +43,9 @@ from .workloads.base import Workload
 
 log = logging.getLogger(__name__)
 
-# What a cell's launch can fail with, as a cell failure (recorded, the run goes on).
-CELL_ERRORS = (LaunchError, ResourceBusyError, NotRunnableError)
+# What a cell's launch can fail with, as a cell failure (recorded, the run goes on). HostError: the
+# lab host the server is placed on stopped answering; the next cells try again and say so too.
+CELL_ERRORS = (LaunchError, ResourceBusyError, NotRunnableError, HostError)
 
 
 class Reporter(Protocol):
@@ -146,7 +149,7 @@ class Runner:
                 self.facts = self._facts(placement)
                 self._begin()
                 try:
-                    self._run(stack, checked.not_runnable)
+                    self._run(stack, checked.not_runnable, checked.failed)
                 except KeyboardInterrupt as exc:
                     status = RunStatus.INTERRUPTED
                     reason = f"interrupted by {exc.args[0] if exc.args else 'SIGINT'}"
@@ -230,12 +233,15 @@ class Runner:
             facts.extra["allowed_overlap"] = self.overlaps
         return facts
 
-    def _run(self, stack: ExitStack, not_runnable: dict[Cell, str]) -> None:
+    def _run(self, stack: ExitStack, not_runnable: dict[Cell, str], failed: dict[Cell, str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if all(c in not_runnable for c in self.plan.cells):  # nothing to create: just say why, cell by cell
+        skipped = {**not_runnable, **failed}
+        if all(c in skipped for c in self.plan.cells):  # nothing to create: just say why, cell by cell
             self.facts.tools = {}
             for cell, why in not_runnable.items():
                 self._not_runnable(cell, why)
+            for cell, why in failed.items():
+                self._fail_cell(cell, why)
             return
         net: LabNetwork
         executor: NetnsExecutor | None = None
@@ -248,13 +254,17 @@ class Runner:
                 executor = NetnsExecutor(labnet.client_ns)
                 stack.callback(executor.close)
             self.client_netns: str | None = labnet.client_ns
-        else:
-            net = HostLink(self.server_host.name, self.server_host.lab_address)
+        else:  # the server on a lab host: instances on its experiment link (net/labhost.py)
+            remote = RemoteLabNet(self.server_host, self.run_id, self.plan.model.lab.subnet, self.ledger,
+                                  reserved=lab_addresses(self.plan.model.lab.lab_file, self.plan.path))
+            stack.callback(remote.destroy)
+            remote.create()
+            net = remote
             self.client_netns = None
         self.net = net
         self.make_socket: SocketFactory = (lambda: executor.call(plain_socket)) if executor else plain_socket
         self.connector = (lambda a, p, t: executor.connect(a, p, t)) if executor else None
-        runnable = [c for c in self.plan.cells if c not in not_runnable]
+        runnable = [c for c in self.plan.cells if c not in skipped]
         for name in dict.fromkeys(c.platform for c in runnable):
             self.reporter.phase(f"preparing {name}")
             self.platforms[name].prepare()
@@ -270,8 +280,10 @@ class Runner:
         self.reporter.start(sum(self.plan.trials(c) for c in self.plan.cells), self.run_id)
         for cell, why in not_runnable.items():
             self._not_runnable(cell, why)
+        for cell, why in failed.items():
+            self._fail_cell(cell, why)
         for (pname, wname), cells in self.plan.groups().items():
-            cells = [c for c in cells if c not in not_runnable]
+            cells = [c for c in cells if c not in skipped]
             if cells:
                 self._run_group(self.platforms[pname], self.plan.workloads[wname], cells)
 
@@ -355,7 +367,6 @@ class Runner:
                    for p in bench.points() for r in range(self.plan.repetitions(bench)))
 
     def _fail_cell(self, cell: Cell, reason: str, status: SampleStatus = SampleStatus.FAILED) -> None:
-        bench = self.plan.benchmarks[cell.benchmark]
         if status == SampleStatus.FAILED:
             self.failed_cells.append(f"{cell}: {reason}")
             self.reporter.warn(f"{cell}: {reason}")
@@ -444,14 +455,20 @@ class Runner:
         return True
 
     def _trial_started(self) -> None:
-        self._load_since = cpu_snapshot(self.server_host)
         self._interference = None
+        try:
+            self._load_since = cpu_snapshot(self.server_host)
+        except HostError as exc:  # the lab host stopped answering: the trial's launch says so as well
+            self._load_since, self._interference = None, {"unavailable": str(exc)}
 
     def _trial_interference(self) -> dict:
         """Host load over the current trial (once per trial, shared by its samples)."""
         if self._interference is None:
-            self._interference = host_load(self.server_host, since=self._load_since, window=0.05,
-                                           my_run=self.run_id, my_cpus=self.my_cpus())
+            try:
+                self._interference = host_load(self.server_host, since=self._load_since, window=0.05,
+                                               my_run=self.run_id, my_cpus=self.my_cpus())
+            except HostError as exc:
+                self._interference = {"unavailable": str(exc)}
         return self._interference
 
     def _store(self, cell: Cell, instance: Instance | None, m: Measurement, point: dict, *, repetition: int) -> None:

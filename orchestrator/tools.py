@@ -83,3 +83,9 @@ BASE_TOOLS = (
     Tool("taskset", "util-linux", ("taskset", "--version"), "CPU placement"),
     Tool("ldd", "libc-bin", ("ldd", "--version"), "image builds"),
 )
+
+# What copying files to a lab host and checking them there takes (hosts/transfer.py).
+TRANSFER_TOOLS = (
+    Tool("tar", "tar", (), "copying images to a lab host"),
+    Tool("sha256sum", "coreutils", (), "checking copies on a lab host"),
+)

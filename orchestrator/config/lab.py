@@ -8,6 +8,7 @@
         known_hosts: ~/.ssh/known_hosts          # optional; default ~/.ssh/known_hosts
         host_key_fingerprint: "SHA256:abc..."  # optional pin, accepted when known_hosts lacks the host
         lab_address: 10.77.0.1       # the host's address on the direct experiment link
+        testbed_home: /var/lib/testbed   # where testbed keeps its image cache and per-run files there
         sriov: {enp59s0f0: 4}        # VFs per physical function (provision writes sriov_numvfs)
         sriov_pool:                  # which VFs runs may lease (default: every VF); any entry may match
           - {pf: enp59s0f0, vfs: "0-3"}            # VF indices on that PF
@@ -101,6 +102,7 @@ class LabHost(BaseModel):
     governor: str | None = Field(None, pattern=r"^[a-z]+$")
     roles: list[str] = Field(default_factory=list)
     connect_timeout: float = Field(10.0, gt=0, le=300)
+    testbed_home: str = "/var/lib/testbed"  # the host's image cache and per-run files (servers placed there)
     # nightly run (config/lab_nightly.py): as written here; merged with the lab-wide block by load_lab
     nightly: NightlySpec | None = None
     _nightly_schedule: NightlySchedule | None = PrivateAttr(default=None)
@@ -128,6 +130,15 @@ class LabHost(BaseModel):
         except ValueError:
             raise ValueError(f"{value!r} is not an IP address; expected the host's address on the experiment link")
         return value
+
+    @field_validator("testbed_home")
+    @classmethod
+    def _home(cls, value: str) -> str:
+        odd = any(c.isspace() or c in "\\'\"$`" for c in value)
+        if not value.startswith("/") or not value.strip("/") or "/../" in f"{value}/" or odd:
+            raise ValueError(f"{value!r}: expected an absolute path without '..', spaces or quotes, "
+                             f"e.g. /var/lib/testbed")
+        return value.rstrip("/")
 
     @field_validator("host_key_fingerprint")
     @classmethod

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+from .. import paths
+from ..errors import TestbedError
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -51,6 +54,16 @@ class Host(Protocol):
     is_local: bool  # True for this machine (files and sockets are reachable directly)
     lab_address: str | None  # the host's address on the experiment link (lab hosts), else None
 
+    @property
+    def home(self) -> str:
+        """Where testbed keeps its image cache and per-run files on this host (TESTBED_HOME here)."""
+        ...
+
+    def connection_meta(self) -> dict:
+        """What a ledger entry needs to reach this host again from `testbed gc` ({} for this machine;
+        names and paths only, never secrets)."""
+        ...
+
     def run(
         self,
         argv: Sequence[str],
@@ -66,7 +79,7 @@ class Host(Protocol):
         is polled while the command runs: a reason stops it (result.aborted says why)."""
         ...
 
-    def spawn(self, argv: Sequence[str], *, log_path: Path, ledger: "Ledger", label: str,
+    def spawn(self, argv: Sequence[str], *, log_path: Path | str, ledger: "Ledger", label: str,
               before_start: Callable[[], object] | None = None) -> Process:
         """Start argv in the background in its own session, output to log_path (on that host),
         entered in the ledger before it starts so `testbed gc` can reclaim it. `before_start` runs
@@ -91,3 +104,16 @@ class Host(Protocol):
         ...
 
     def read_text(self, path: str, *, timeout: float = 10) -> str: ...
+
+
+def on_host(host: Host, local: Path | str) -> str:
+    """Where a file testbed keeps under this machine's TESTBED_HOME lives on `host`: the same path
+    relative to the host's own home (so per-run files keep their layout on a lab host)."""
+    if host.is_local:
+        return str(local)
+    try:
+        rel = Path(local).resolve().relative_to(paths.home().resolve())
+    except ValueError:
+        raise TestbedError(f"{local} is not under TESTBED_HOME {paths.home()}; it has no place on "
+                           f"{host.name}") from None
+    return str(PurePosixPath(host.home) / rel)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import paths
 from ..digest import sha256_file
 from ..errors import CommandTimeout, LaunchError, MissingToolError, TestbedError
 from .base import CommandResult
@@ -33,6 +34,13 @@ class LocalHost:
     name = "localhost"
     is_local = True
     lab_address: str | None = None
+
+    @property
+    def home(self) -> str:
+        return str(paths.home())
+
+    def connection_meta(self) -> dict:
+        return {}
 
     def run(
         self,
@@ -63,10 +71,10 @@ class LocalHost:
             raise CommandFailed(result)
         return result
 
-    def spawn(self, argv: Sequence[str], *, log_path: Path, ledger, label: str,
+    def spawn(self, argv: Sequence[str], *, log_path: Path | str, ledger, label: str,
               before_start: Callable[[], object] | None = None) -> Supervised:
         try:
-            return Supervised(list(argv), log_path, ledger, label, before_start=before_start)
+            return Supervised(list(argv), Path(log_path), ledger, label, before_start=before_start)
         except OSError as exc:
             raise LaunchError(f"could not start {argv[0]}: {exc}") from exc
 

@@ -339,12 +339,24 @@ def launch_initrd(base_initrd: Path, out: Path, config_dir: Path, argv: list[str
     with open(out, "wb") as fh:
         with open(base_initrd, "rb") as src:
             shutil.copyfileobj(src, fh, 1 << 20)
-        w = CpioWriter(fh)
-        w.ino = 1 << 20  # distinct inode numbers from the first archive
-        w.directory("testbed")
-        w.file("testbed/argv", (shlex.join(argv) + "\n").encode())
-        w.directory("testbed/config")
-        w.tree(config_dir, prefix="testbed/config")
-        w.close()
+        _launch_archive(fh, config_dir, argv)
     return out
+
+
+def launch_archive(out: Path, config_dir: Path, argv: list[str]) -> Path:
+    """Only the launch's own archive (what launch_initrd appends): a lab host appends it to its copy
+    of the cached initramfs, so a launch sends kilobytes, not the image."""
+    with open(out, "wb") as fh:
+        _launch_archive(fh, config_dir, argv)
+    return out
+
+
+def _launch_archive(fh, config_dir: Path, argv: list[str]) -> None:
+    w = CpioWriter(fh)
+    w.ino = 1 << 20  # distinct inode numbers from the first archive
+    w.directory("testbed")
+    w.file("testbed/argv", (shlex.join(argv) + "\n").encode())
+    w.directory("testbed/config")
+    w.tree(config_dir, prefix="testbed/config")
+    w.close()
 

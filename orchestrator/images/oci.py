@@ -1,17 +1,15 @@
 """OCI bundles: a cached read-only rootfs per workload plus a config.json per launch.
 
-Extra mounts (e.g. a host tmpfs directory at HOST_TMPFS_DESTINATION) are passed to oci_config, or
-set around a launch with `extra_mounts(...)` by a platform whose driver builds the spec itself.
+Extra mounts (e.g. a host tmpfs directory at HOST_TMPFS_DESTINATION) are passed to oci_config by the
+platform (OciPlatform.mounts()).
 """
 
 from __future__ import annotations
 
 import json
 import resource
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .cache import Image, ImageCache
 from .recipe import ImageRecipe
@@ -22,19 +20,6 @@ CONFIG_MOUNT = "/etc/testbed"
 # there so a program inside can tell that directory from one of the instance's own file systems.
 HOST_TMPFS_DESTINATION = "/mnt/host-tmpfs"
 HOST_TMPFS_MARKER = ".testbed-host-tmpfs"
-
-_EXTRA_MOUNTS: ContextVar[tuple[dict, ...]] = ContextVar("testbed_oci_extra_mounts", default=())
-
-
-@contextmanager
-def extra_mounts(mounts: Iterable[dict]) -> Iterator[None]:
-    """Mounts every oci_config call in this context adds after its own (one launch's)."""
-    token = _EXTRA_MOUNTS.set(tuple(mounts))
-    try:
-        yield
-    finally:
-        _EXTRA_MOUNTS.reset(token)
-
 
 def host_tmpfs_mount(source: str, destination: str = HOST_TMPFS_DESTINATION) -> dict:
     """A bind mount of a host directory (on the host's tmpfs) into the container, read-write."""
@@ -68,7 +53,7 @@ def oci_config(
     mounts: Iterable[dict] = (),
 ) -> dict:
     """A runtime-spec 1.0 config: own pid/ipc/uts/mount namespaces, the lab network namespace by path;
-    `mounts` (and those of an enclosing `extra_mounts`) come after testbed's own."""
+    `mounts` come after testbed's own."""
     # As many descriptors as the host allows us (a container cannot raise its hard limit).
     nofile = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     spec: dict = {
@@ -107,7 +92,7 @@ def oci_config(
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
     }
-    spec["mounts"] += [*mounts, *_EXTRA_MOUNTS.get()]
+    spec["mounts"] += list(mounts)
     if cpus:
         spec["linux"]["resources"] = {"cpu": {"cpus": ",".join(str(c) for c in cpus)}}
     return spec

@@ -12,9 +12,12 @@ Every address lives only inside these namespaces and guests, and the host bridge
 no address, so nothing routes between the lab and the host's own interfaces.
 
 A platform chooses its attachment (Platform.attach) from the blocks a LabNetwork offers:
-`namespace(label)`, `bridge_port()` (an address + MAC on the host bridge; libvirt makes the
-tap), `tap(label)` (testbed makes the tap) and `adopt(...)` (a device attached elsewhere,
-e.g. an SR-IOV VF, whose lab address must be reserved). `release(att)` undoes any of them.
+`namespace(label)`, `host_interface(label)` (the host's own network: here a namespace like any
+other, on a lab host its experiment interface), `bridge_port()` (an address + MAC on the host
+bridge; libvirt makes the tap), `tap(label)` (testbed makes the tap) and `adopt(...)` (a device
+attached elsewhere, e.g. an SR-IOV VF, whose lab address must be reserved). `release(att)` undoes
+any of them. A server placed on a lab host gets the same blocks on that host's experiment link
+(net/labhost.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from ..enums import NicKind
-from ..errors import ConfigError, NotRunnableError, ResourceBusyError
+from ..errors import ConfigError, ResourceBusyError
 from ..ledger import Ledger
 from . import netns as nn
 
@@ -48,6 +51,7 @@ class Attachment:
     nic: NicKind = NicKind.VIRTIO
     netns: str | None = None  # namespace platforms: the namespace the instance joins
     bridge: str | None = None  # guests: the host bridge their tap is on
+    direct: str | None = None  # guests on a lab host: the interface their macvtap sits on (type='direct')
     tap: str | None = None  # guests run without libvirt: the tap testbed made on `bridge`
     host_links: list[str] = field(default_factory=list)
     device: Any = None  # an adopted device (e.g. an SR-IOV VF lease); released with the attachment
@@ -68,6 +72,8 @@ class LabNetwork(Protocol):
 
     def namespace(self, label: str) -> Attachment: ...
 
+    def host_interface(self, label: str) -> Attachment: ...
+
     def bridge_port(self) -> Attachment: ...
 
     def tap(self, label: str) -> Attachment: ...
@@ -76,6 +82,29 @@ class LabNetwork(Protocol):
               facts: dict | None = None) -> Attachment: ...
 
     def release(self, att: Attachment) -> None: ...
+
+
+class AddressPool:
+    """The subnet's instance addresses, .10 up (less any taken elsewhere): a released one goes to the
+    back, one a failed creation never used to the front."""
+
+    def __init__(self, network: ipaddress.IPv4Network, taken: set[ipaddress.IPv4Address] | None = None,
+                 where: str = ""):
+        self.network = network
+        self.where = where
+        self._free = [a for a in list(network.hosts())[FIRST_INSTANCE_HOST - 1:] if a not in (taken or set())]
+
+    def take(self) -> ipaddress.IPv4Address:
+        if not self._free:
+            raise ResourceBusyError(f"lab subnet {self.network} has no free address left{self.where}")
+        return self._free.pop(0)
+
+    def unused(self, address: ipaddress.IPv4Address) -> None:
+        self._free.insert(0, address)
+
+    def release(self, address: ipaddress.IPv4Address) -> None:
+        if address not in self._free:
+            self._free.append(address)
 
 
 def random_mac() -> str:
@@ -106,7 +135,7 @@ class LabNet:
         hosts = list(self.network.hosts())
         self.gateway = hosts[0]
         self.client_address = hosts[1]
-        self._free = hosts[FIRST_INSTANCE_HOST - 1:]
+        self.addresses = AddressPool(self.network)
         self._counter = 0
         self.host_bridge: str | None = None
         self._created = False
@@ -137,7 +166,7 @@ class LabNet:
     # --- building blocks ---------------------------------------------------------------
     def namespace(self, label: str) -> Attachment:
         """A fresh namespace with eth0 on the lab bridge, for process and container platforms."""
-        address = self._take_address()
+        address = self.addresses.take()
         self._counter += 1
         ns = f"tb-{self.run_id}-{link_label(label)}{self._counter}"
         veth = f"{self.prefix}v{self._counter}"
@@ -147,15 +176,19 @@ class LabNet:
         except BaseException:
             nn.delete_netns(ns)
             self.ledger.release("netns", ns)
-            self._free.insert(0, address)
+            self.addresses.unused(address)
             raise
         return self._keep(Attachment(address, self.network, self.gateway, mac, nic=NicKind.VETH, netns=ns,
                                      host_links=[veth]))
 
+    def host_interface(self, label: str) -> Attachment:
+        """A host process's network: on this machine, a namespace on the lab bridge like any other."""
+        return self.namespace(label)
+
     def bridge_port(self) -> Attachment:
         """An address and MAC for a guest NIC whose tap the VMM's manager (libvirt) puts on the host bridge."""
         self._ensure_host_bridge()
-        return self._keep(Attachment(self._take_address(), self.network, self.gateway, random_mac(),
+        return self._keep(Attachment(self.addresses.take(), self.network, self.gateway, random_mac(),
                                      nic=NicKind.VIRTIO, bridge=self.host_bridge))
 
     def tap(self, label: str) -> Attachment:
@@ -163,7 +196,7 @@ class LabNet:
         self._ensure_host_bridge()
         self._counter += 1
         name = f"{self.prefix}t{self._counter}"[:15]
-        address = self._take_address()
+        address = self.addresses.take()
         self.ledger.acquire("link", name)
         try:
             nn.ip("tuntap", "add", "dev", name, "mode", "tap")
@@ -171,7 +204,7 @@ class LabNet:
             nn.ip("link", "set", name, "master", str(self.host_bridge), "up")
         except BaseException:
             self._del_link(name)
-            self._free.insert(0, address)
+            self.addresses.unused(address)
             raise
         return self._keep(Attachment(address, self.network, self.gateway, random_mac(), nic=NicKind.VIRTIO,
                                      bridge=self.host_bridge, tap=name))
@@ -180,7 +213,7 @@ class LabNet:
               facts: dict | None = None) -> Attachment:
         """Reserve a lab address for a device attached elsewhere (e.g. an SR-IOV VF); `release` runs
         when the attachment is released."""
-        att = Attachment(self._take_address(), self.network, self.gateway, mac, nic=nic, device=device,
+        att = Attachment(self.addresses.take(), self.network, self.gateway, mac, nic=nic, device=device,
                          facts=dict(facts or {}))
         if release is not None:
             att.on_release.append(release)
@@ -201,18 +234,12 @@ class LabNet:
             if att.netns:
                 nn.delete_netns(att.netns)
                 self.ledger.release("netns", att.netns)
-            if att.address not in self._free:
-                self._free.append(att.address)
+            self.addresses.release(att.address)
 
     # --- helpers ---------------------------------------------------------------------
     def _keep(self, att: Attachment) -> Attachment:
         self._attachments.append(att)
         return att
-
-    def _take_address(self) -> ipaddress.IPv4Address:
-        if not self._free:
-            raise ResourceBusyError(f"lab subnet {self.network} has no free address left")
-        return self._free.pop(0)
 
     def _add_ns(self, ns: str) -> None:
         self.ledger.acquire("netns", ns)
@@ -259,41 +286,3 @@ class LabNet:
 
     def __exit__(self, *exc) -> None:
         self.destroy()
-
-
-class HostLink:
-    """A lab host's own experiment interface, for a server placed on a lab host: instances use the
-    host's lab address (one at a time) and the load comes from another host over the link."""
-
-    def __init__(self, host_name: str, lab_address: str | None):
-        if not lab_address:
-            raise ConfigError(f"host {host_name}: lab_address is needed to place a server there (the host's address "
-                              f"on the experiment link, in the lab file)")
-        self.host_name = host_name
-        self.iface = ipaddress.IPv4Interface(lab_address if "/" in lab_address else f"{lab_address}/24")
-        self._in_use: Attachment | None = None
-
-    def namespace(self, label: str) -> Attachment:
-        if self._in_use is not None:
-            raise ResourceBusyError(f"host {self.host_name}: its lab address {self.iface.ip} is already in use by "
-                                    f"another instance")
-        self._in_use = Attachment(self.iface.ip, self.iface.network, None, "", nic=NicKind.HOST)
-        return self._in_use
-
-    def bridge_port(self) -> Attachment:
-        raise NotRunnableError(f"host {self.host_name}: guests on a lab host need a lab bridge there, which this "
-                               f"placement does not set up yet")
-
-    def tap(self, label: str) -> Attachment:
-        return self.bridge_port()
-
-    def adopt(self, nic: NicKind, mac: str, device: Any = None, release: Callable[[], None] | None = None,
-              facts: dict | None = None) -> Attachment:
-        return self.bridge_port()
-
-    def release(self, att: Attachment) -> None:
-        if att is self._in_use:
-            self._in_use = None
-        for fn in att.on_release:
-            fn()
-        att.on_release.clear()

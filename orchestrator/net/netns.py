@@ -60,7 +60,13 @@ def delete_link(name: str, netns: str | None = None) -> None:
 
 class NetnsReclaimer(Reclaimer, kind="netns"):
     def reclaim(self, name: str, meta: dict) -> None:
-        delete_netns(name)
+        if meta.get("address"):  # made on a lab host (net/labhost.py): reconnect and delete it there
+            from ..hosts.ssh import host_for_entry
+            from .labhost import delete_namespace
+
+            delete_namespace(host_for_entry(meta), name)
+        else:
+            delete_netns(name)
 
 
 class LinkReclaimer(Reclaimer, kind="link"):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..paths import inside_home
 from ..registry import Registered, Registry
 from ..timeline import PHASES, Timeline, now
-from ..tools import Tool, version_line
+from ..tools import TRANSFER_TOOLS, Tool, version_line
 
 if TYPE_CHECKING:
     from ..hosts.base import Host
@@ -94,6 +94,11 @@ class Platform(Registered, ABC, Generic[O]):
     def tools_for(cls, options: PlatformOptions) -> tuple[Tool, ...]:
         """The tools a platform with these options needs (most platforms: always the same)."""
         return cls.tools
+
+    @classmethod
+    def lab_host_tools(cls, options: PlatformOptions | None = None) -> tuple[Tool, ...]:
+        """What it needs besides, on a lab host (copying its images there and checking them)."""
+        return TRANSFER_TOOLS
 
     # --- the network -------------------------------------------------------------------
     def attach(self, net: "LabNetwork") -> "Attachment":

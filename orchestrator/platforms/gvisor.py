@@ -20,8 +20,9 @@ from typing import Iterable, Literal
 from pydantic import Field, field_validator
 
 from ..checks import PASS, WARN, Check, DoctorCheck
-from ..errors import TestbedError
+from ..errors import HostError, TestbedError
 from ..hosts.base import Host
+from ..hosts.transfer import ship_file
 from ..ledger import Reclaimer
 from ..tools import Tool
 from .base import PlatformOptions
@@ -184,7 +185,9 @@ class Gvisor(HostTmpfsMounts, OciPlatform[GvisorOptions], kind="gvisor"):
     options: GvisorOptions
 
     def runtime_argv(self) -> list[str]:
-        return [str(COMPAT_WRAPPER), self.binary] if runsc_needs_netns_compat(self.host) else [self.binary]
+        if not runsc_needs_netns_compat(self.host):
+            return [self.binary]
+        return [ship_file(self.host, COMPAT_WRAPPER), self.binary]  # on a lab host: its copy there
 
     def global_flags(self) -> list[str]:
         o = self.options
@@ -224,9 +227,12 @@ class Gvisor(HostTmpfsMounts, OciPlatform[GvisorOptions], kind="gvisor"):
 
     def provenance(self) -> dict:
         o = self.options
+        try:
+            compat: bool | str = runsc_needs_netns_compat(self.host)
+        except HostError as exc:  # a lab host that stopped answering before runsc was ever asked
+            compat = f"unknown ({exc})"
         prov = {"gvisor_platform": o.platform, "gvisor_network": o.network,
-                "runsc_netns_compat": runsc_needs_netns_compat(self.host),
-                "runsc_flags": shlex.join(self.global_flags()[2:])}
+                "runsc_netns_compat": compat, "runsc_flags": shlex.join(self.global_flags()[2:])}
         return {**super().provenance(), **prov}
 
 

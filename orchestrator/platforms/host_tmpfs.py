@@ -7,8 +7,8 @@ the host's /dev/shm (checked to be a tmpfs), puts the marker file tbsysbench loo
 mounts it at /mnt/host-tmpfs in every container it launches. The directory is in the ledger
 before it exists and is removed when the platform closes (or by `testbed gc`).
 
-Until the shared OCI driver takes mounts from its platform, the mount reaches the bundle through
-images.oci.extra_mounts() around the driver's launch.
+The mount reaches the bundle through OciPlatform.mounts(), which the shared driver passes to
+oci_config.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LaunchError, TestbedError
-from ..images.oci import HOST_TMPFS_MARKER, extra_mounts, host_tmpfs_mount
+from ..images.oci import HOST_TMPFS_MARKER, host_tmpfs_mount
 from ..ledger import Reclaimer
 
 if TYPE_CHECKING:
@@ -73,11 +73,11 @@ class HostTmpfsMounts:
             self._host_tmpfs = path
         return self._host_tmpfs
 
-    def launch(self, image, workload, attachment, timeline):
-        if not self.options.host_tmpfs:
-            return super().launch(image, workload, attachment, timeline)  # type: ignore[misc]
-        with extra_mounts([host_tmpfs_mount(self.host_tmpfs_dir())]):
-            return super().launch(image, workload, attachment, timeline)  # type: ignore[misc]
+    def mounts(self) -> list[dict]:
+        mounts: list[dict] = super().mounts()  # type: ignore[misc]
+        if self.options.host_tmpfs:
+            mounts.append(host_tmpfs_mount(self.host_tmpfs_dir()))
+        return mounts
 
     def provenance(self) -> dict:
         prov: dict = super().provenance()  # type: ignore[misc]

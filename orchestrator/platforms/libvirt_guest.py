@@ -5,6 +5,10 @@ accelerator decision in prepare(), the NIC and common domain fields of a launch,
 instance's life: QEMU start from its pid, liveness from the domain state, the exit reason from
 the console tail, stop() releasing the domain, the VF and the launch's own files. Subclasses add
 what differs: where the image comes from, how the guest boots, what its console says.
+
+Everything host-side goes through the platform's GuestSite (virt/site.py): on a lab host the
+libvirtd is that host's (over SSH), images and launch files are copied there, the console is
+followed from there and the accelerator probe runs there.
 """
 
 from __future__ import annotations
@@ -16,18 +20,19 @@ from typing import ClassVar, Generic, Literal, TypeVar
 from pydantic import Field, model_validator
 
 from ..enums import NicKind
-from ..errors import ConfigError, LaunchError, NotRunnableError, TestbedError
+from ..errors import ConfigError, HostError, LaunchError, NotRunnableError, TestbedError
 from ..images.cache import ImageCache
-from ..net.sriov import SYSFS, VfLease, VfPool, VfSelector, guest_vf_problem, hostdev_start_error
 from ..net.labnet import Attachment, LabNetwork, random_mac
-from ..tools import Tool
+from ..net.sriov import SYSFS, VfLease, VfPool, VfSelector, guest_vf_problem, hostdev_start_error
+from ..tools import TRANSFER_TOOLS, Tool
 from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
-from ..virt.connection import DEFAULT_URI, Connection
-from ..virt.console import ConsoleFile, ConsoleWatcher, Event
-from ..virt.domain import BridgeNic, DomainSpec, SriovNic
-from ..virt.lifecycle import create_transient, destroy, domain_running, process_started_monotonic, qemu_pid
+from ..virt.connection import DEFAULT_URI, Connection, is_local
+from ..virt.console import ConsoleFile, ConsoleWatcher, Event, RemoteConsole
+from ..virt.domain import BridgeNic, DirectNic, DomainSpec, SriovNic
+from ..virt.lifecycle import create_transient, destroy, domain_running
+from ..virt.site import GuestSite
 from ..workloads.base import Workload
-from .base import Instance, Platform, PlatformOptions, Timeline, now
+from .base import Instance, Platform, PlatformOptions, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ LIBVIRT_TOOLS = (
     Tool("virsh", "libvirt-clients", ("virsh", "--version"), "libvirt guests"),
     Tool("qemu-system-x86_64", "qemu-system-x86", ("qemu-system-x86_64", "--version"), "QEMU guests"),
 )
+# ... and on a lab host: what carries the libvirt connection over SSH, and what copies and checks files.
+LAB_HOST_TOOLS = (Tool("virt-ssh-helper", "libvirt-daemon", (), "libvirt guests on a lab host"), *TRANSFER_TOOLS)
 
 
 class GuestOptions(PlatformOptions):
@@ -61,13 +68,14 @@ class GuestOptions(PlatformOptions):
 class GuestInstance(Instance):
     """A running domain whose console a watcher thread reads from the moment it is created."""
 
-    def __init__(self, name, attachment, timeline, workdir, platform: "LibvirtGuestPlatform", console: ConsoleFile):
+    def __init__(self, name, attachment, timeline, workdir, platform: "LibvirtGuestPlatform",
+                 console: ConsoleFile | RemoteConsole):
         super().__init__(name, attachment, timeline, workdir)
         self.platform = platform
         self.console = console
         self._stopped = False
         self._finished: str | None = None  # the console says the guest will do nothing more
-        self._pid: int | None = None
+        self.launch_files: list[str] = []  # per-launch copies on the host (the cache itself stays)
         self.watcher = ConsoleWatcher(console, self.on_console, tick=self._vmm_started, name=name)
 
     def start_watching(self) -> None:
@@ -75,10 +83,10 @@ class GuestInstance(Instance):
 
     def _vmm_started(self) -> None:
         """Marks vmm_started (QEMU's own start time, from /proc) once libvirt has written its pid."""
-        if self._pid is None and not self.timeline.has("vmm_started"):
-            self._pid = qemu_pid(self.name)
-            if self._pid is not None:
-                self.timeline.mark("vmm_started", process_started_monotonic(self._pid) or now())
+        if not self.timeline.has("vmm_started"):
+            started = self.platform.site.qemu_started(self.name)
+            if started is not None:
+                self.timeline.mark("vmm_started", started)
 
     def on_console(self, events: list[Event], t: float) -> None:
         """Stamp the phases these console lines stand for (on the watcher's thread)."""
@@ -99,14 +107,13 @@ class GuestInstance(Instance):
     def exit_reason(self) -> str:
         self.watcher.poll()
         tail = self.console.parser.tail_line()
-        return self.guest_exit_reason(tail) or f"domain {self.name} is gone; console: {tail}"
+        unreachable = getattr(self.console, "error", None)
+        where = f" (console unavailable: {unreachable})" if unreachable else ""
+        return self.guest_exit_reason(tail) or f"domain {self.name} is gone{where}; console: {tail}"
 
     def guest_exit_reason(self, tail: str) -> str | None:
         """Why the guest ended, if its console says so."""
         return None
-
-    def remove_launch_files(self) -> None:
-        """Per-launch copies of cached files (the cache itself stays)."""
 
     def stop(self, *, fast: bool = False) -> None:
         if self._stopped:
@@ -114,9 +121,16 @@ class GuestInstance(Instance):
         self._stopped = True
         try:
             destroy(self.platform.conn, self.platform.ledger, self.name)  # a guest's stop is always immediate
+        except (HostError, LaunchError) as exc:
+            if self.platform.host.is_local:
+                raise
+            # The lab host stopped answering: its libvirtd destroys the domain when the connection
+            # closes (AUTODESTROY); the entry stays for `testbed gc` to make sure.
+            log.warning("%s: cannot destroy %s (%s); `testbed gc` reclaims it once the host answers",
+                        self.platform.host.name, self.name, exc)
         finally:
             self.watcher.stop()
-            self.remove_launch_files()
+            self.platform.site.remove(*self.launch_files)
 
 
 GO = TypeVar("GO", bound=GuestOptions)
@@ -129,17 +143,30 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
 
     def __init__(self, name, options, host, ledger, workdir):
         super().__init__(name, options, host, ledger, workdir)
-        self._conn: Connection | None = None
+        self._site: GuestSite | None = None
         self.accel: AccelChoice | None = None
         self._pool: VfPool | None = None
         self._facts: dict = {}  # run-level facts learnt on the way (e.g. the guest kernel)
 
     # --- run-level -----------------------------------------------------------------------
     @property
+    def site(self) -> GuestSite:
+        """The host this platform is placed on, with its libvirtd (connected on first use)."""
+        if self._site is None:
+            self._site = GuestSite(self.host, self.options.uri, timeout=self.options.connect_timeout,
+                                   ledger=self.ledger)
+        return self._site
+
+    @property
     def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = Connection(self.options.uri, timeout=self.options.connect_timeout)
-        return self._conn
+        return self.site.conn
+
+    def preflight(self) -> list[str]:
+        if not is_local(self.options.uri):
+            return [f"uri: {self.options.uri} names another host's libvirtd; to run guests on a lab host, place the "
+                    f"server there (placement.server_host) and keep uri: {DEFAULT_URI} (testbed copies the images "
+                    f"and reaches that libvirtd over SSH with the lab file's host keys)"]
+        return []
 
     def prepare(self) -> None:
         if self.accel is not None:
@@ -147,7 +174,7 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         o = self.options
         self._validate_against_host(o)
         # The probe decides KVM or TCG once per run and URI; every guest platform shares its verdict.
-        self.accel = choose_accel(self.conn, self.ledger, ImageCache(), o.accel, timeout=o.probe_timeout,
+        self.accel = choose_accel(self.site, self.ledger, ImageCache(), o.accel, timeout=o.probe_timeout,
                                   machine=o.machine)
 
     def _validate_against_host(self, o: GuestOptions) -> None:
@@ -159,9 +186,9 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
                 raise ConfigError(f"platform {self.name}: CPU {pin} does not exist (host has CPUs 0-{cpus - 1})")
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._site is not None:
+            self._site.close()
+            self._site = None
 
     def vf_pool(self) -> VfPool:
         """The VFs of sriov_pf this platform may lease (NotRunnableError, with the reasons, where SR-IOV
@@ -173,6 +200,8 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
     def not_runnable(self, workload: Workload) -> str | None:
         if self.options.nic != "sriov":
             return None
+        if not self.host.is_local:
+            return f"nic: sriov on a lab host ({self.host.name}) is not supported yet; use nic: virtio there"
         try:
             pool = self.vf_pool()
         except NotRunnableError as exc:
@@ -185,6 +214,10 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
     def vf_problem(self, vf) -> str | None:
         """Why this platform's guest cannot drive `vf` (its NIC driver), or None."""
         return guest_vf_problem(self.kind, vf)
+
+    @classmethod
+    def lab_host_tools(cls, options=None) -> tuple[Tool, ...]:
+        return LAB_HOST_TOOLS
 
     def versions(self) -> dict[str, str]:
         try:
@@ -204,7 +237,8 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
     def provenance(self) -> dict:
         o = self.options
         facts = {k: getattr(o, k) for k in self.provenance_options}
-        facts.update({"libvirt_uri": o.uri, **self._facts})
+        uri = o.uri if self.host.is_local else f"{self.host.name}:{o.uri}"  # a lab host's own libvirtd
+        facts.update({"libvirt_uri": uri, **self._facts})
         if self.accel is not None:
             facts.update(self.accel.provenance())
         return facts
@@ -218,12 +252,16 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         self.prepare()
         octet = str(attachment.address).rsplit(".", 1)[1]
         name = self.domain_name(workload, octet)
-        return name, octet, self.launch_dir(name)
+        workdir = self.launch_dir(name)
+        self.site.make_dir(workdir, fresh=True)  # on a lab host: the same layout under its testbed_home
+        return name, octet, workdir
 
-    def nic(self, name: str, attachment: Attachment, octet: str) -> BridgeNic | SriovNic:
+    def nic(self, name: str, attachment: Attachment, octet: str) -> BridgeNic | SriovNic | DirectNic:
         """The guest's NIC for its attachment."""
         if attachment.nic == NicKind.SRIOV:  # libvirt (managed='yes') binds the VF to vfio-pci and back
             return SriovNic(attachment.device.pci_address, attachment.mac)
+        if attachment.direct:  # a lab host's experiment interface: a macvtap libvirt makes and removes
+            return DirectNic(attachment.direct, attachment.mac)
         if not attachment.bridge:
             raise LaunchError(f"{name}: attachment has no host bridge (the platform's attach() gives one)")
         return BridgeNic(attachment.bridge, attachment.mac, tap=f"tb{self.ledger.run_id}t{octet}"[:15])
@@ -232,15 +270,18 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         """The domain fields every guest sets the same way; `boot` adds kernel/initrd/cmdline and the rest."""
         o = self.options
         return DomainSpec(
-            name=name, console_log=str(console_path), domain_type=self.accel.domain_type, machine=o.machine,
+            name=name, console_log=self.site.path(console_path), domain_type=self.accel.domain_type, machine=o.machine,
             vcpus=o.vcpus, memory_mib=o.memory_mb, vcpu_pins=o.vcpu_pins, emulator_pins=o.cpus, nics=[nic],
             metadata={"run": self.ledger.run_id, "workload": workload.name, "platform": self.name}, **boot,
         )
 
-    def create(self, name: str, xml: str, workdir: Path, timeline: Timeline, attachment: Attachment) -> ConsoleFile:
+    def create(self, name: str, xml: str, workdir: Path, timeline: Timeline,
+               attachment: Attachment) -> ConsoleFile | RemoteConsole:
         """Define and start the transient domain; `requested` is marked just before libvirt is asked."""
         (workdir / "domain.xml").write_text(xml)
-        console = ConsoleFile(workdir / "console.log")
+        console = self.site.console(self.site.path(workdir / "console.log"))
+        if isinstance(console, RemoteConsole):
+            console.start()
         try:
             create_transient(self.conn, self.ledger, name, xml, before_create=lambda: timeline.mark("requested"))
         except LaunchError as exc:

@@ -16,7 +16,15 @@ from pydantic import Field, ValidationInfo, field_validator
 from ..digest import sha256_file
 from ..errors import ConfigError
 from ..images.cache import Image, ImageCache
-from ..images.linux import CONFIG_PATH, GUEST_MODULES, guest_image, kernel_image, kernel_release, launch_initrd
+from ..images.linux import (
+    CONFIG_PATH,
+    GUEST_MODULES,
+    guest_image,
+    kernel_image,
+    kernel_release,
+    launch_archive,
+    launch_initrd,
+)
 from ..net.sriov.guest import guest_vf_problem, sriov_guest_modules
 from ..tools import Tool
 from ..virt.connection import is_local
@@ -33,9 +41,11 @@ IMAGE_TOOLS = (
 )
 
 
-def hugepages_free_mib(meminfo: Path = Path("/proc/meminfo")) -> int:
+def hugepages_free_mib(meminfo: Path | str = Path("/proc/meminfo")) -> int:
+    """Free hugepages in MiB, from /proc/meminfo (a path here, or the file's text from a lab host)."""
+    text = meminfo.read_text() if isinstance(meminfo, Path) else meminfo
     values = {}
-    for line in meminfo.read_text().splitlines():
+    for line in text.splitlines():
         key, _, rest = line.partition(":")
         values[key] = int(rest.split()[0]) if rest.split() else 0
     return values.get("HugePages_Free", 0) * values.get("Hugepagesize", 0) // 1024
@@ -82,9 +92,6 @@ class LinuxVmInstance(GuestInstance):
             return f"guest workload exited with {p.markers['workload-exit'].get('code')}: {tail}"
         return None
 
-    def remove_launch_files(self) -> None:
-        (self.workdir / "initrd.img").unlink(missing_ok=True)  # a per-launch copy of the cached image
-
 
 class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
     Options = LinuxVmOptions
@@ -97,7 +104,8 @@ class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
 
         super()._validate_against_host(o)
         if o.hugepages and is_local(o.uri):
-            free_mib = hugepages_free_mib()
+            free_mib = hugepages_free_mib(Path("/proc/meminfo") if self.host.is_local else
+                                          self.host.read_text("/proc/meminfo"))
             if free_mib < o.memory_mb:
                 raise ConfigError(f"platform {self.name}: hugepages: true needs {o.memory_mb} MiB of free hugepages, "
                                   f"the host has {free_mib} MiB (set hugepages for the host and run testbed provision)")
@@ -139,16 +147,31 @@ class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
         config_dir = workdir / "config"
         config_dir.mkdir()
         workload.write_config(config_dir, config_path=CONFIG_PATH)
-        kernel = Path(o.kernel) if o.kernel else image.file("kernel")
-        base_initrd = Path(o.initrd) if o.initrd else image.file("initrd")
-        initrd = launch_initrd(base_initrd, workdir / "initrd.img", config_dir, workload.guest_argv(CONFIG_PATH))
+        site = self.site
+        kernel = site.ship(Path(o.kernel)) if o.kernel else site.image_file(image, "kernel")
+        argv = workload.guest_argv(CONFIG_PATH)
+        launch_files: list[str] = []
+        if site.local:
+            base_initrd = Path(o.initrd) if o.initrd else image.file("initrd")
+            initrd = str(launch_initrd(base_initrd, workdir / "initrd.img", config_dir, argv))
+        else:  # a lab host: its cached initramfs plus this launch's small archive, joined there
+            base = site.ship(Path(o.initrd)) if o.initrd else site.image_file(image, "initrd")
+            extra = site.put(launch_archive(workdir / "launch.cpio", config_dir, argv))
+            launch_files.append(extra)
+            initrd = site.concat([base, extra], site.path(workdir / "initrd.img"))
+        launch_files.append(initrd)
         nic = self.nic(name, attachment, octet)
         spec = self.domain_spec(
-            name, workload, nic, workdir / "console.log", kernel=str(kernel), initrd=str(initrd),
+            name, workload, nic, workdir / "console.log", kernel=kernel, initrd=initrd,
             cmdline=kernel_cmdline(attachment.address, attachment.prefixlen, attachment.gateway, attachment.mac),
             cpuset=None if o.vcpu_pins else o.cpus, hugepages=o.hugepages,
         )
-        console = self.create(name, domain_xml(spec), workdir, timeline, attachment)
+        try:
+            console = self.create(name, domain_xml(spec), workdir, timeline, attachment)
+        except BaseException:
+            site.remove(*launch_files)
+            raise
         timeline.mark("process_started")
         inst = LinuxVmInstance(name, attachment, timeline, workdir, self, console)
+        inst.launch_files = launch_files
         return self.running(inst, {"domain": name, "kernel_cmdline": spec.cmdline})

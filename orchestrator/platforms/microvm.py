@@ -30,9 +30,10 @@ from ..images.linux import CONFIG_PATH, guest_image, launch_initrd
 from ..net.labnet import Attachment, LabNetwork
 from ..tools import Tool
 from ..virt.accel import PROBE_TIMEOUT, AccelChoice, choose_accel
-from ..virt.connection import DEFAULT_URI, Connection
+from ..virt.connection import DEFAULT_URI
 from ..virt.console import MARKER_PHASES, ConsoleFile, ConsoleWatcher, Event
 from ..virt.domain import kernel_cmdline
+from ..virt.site import GuestSite
 from ..workloads.base import Workload
 from .base import Instance, Platform, PlatformOptions, Timeline, now
 
@@ -107,6 +108,11 @@ class Microvm(Platform[MicrovmOptions], kind="microvm"):
     def attach(self, net: LabNetwork) -> Attachment:
         return net.tap(self.name)  # QEMU opens the tap itself: nobody else makes one for it
 
+    def not_runnable(self, workload: Workload) -> str | None:
+        if not self.host.is_local:  # its tap and console are this machine's files
+            return f"microvm on a lab host ({self.host.name}) is not supported yet; place it on localhost"
+        return None
+
     def prepare(self) -> None:
         if self.accel is not None:
             return
@@ -114,11 +120,11 @@ class Microvm(Platform[MicrovmOptions], kind="microvm"):
         if o.accel == "tcg":
             self.accel = AccelChoice("tcg", "accel: tcg requested", [])
         else:
-            conn = Connection(DEFAULT_URI, timeout=30)
+            site = GuestSite(self.host, DEFAULT_URI, timeout=30, ledger=self.ledger)
             try:  # the probe every guest platform shares (and caches per run)
-                self.accel = choose_accel(conn, self.ledger, ImageCache(), o.accel, timeout=o.probe_timeout)
+                self.accel = choose_accel(site, self.ledger, ImageCache(), o.accel, timeout=o.probe_timeout)
             finally:
-                conn.close()
+                site.close()
         if self.accel.accel == "tcg":
             m = CPU_MHZ.search(self.host.read_text("/proc/cpuinfo"))
             if m:

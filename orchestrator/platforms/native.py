@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hosts.base import Host, Process
+from ..hosts.base import Host, Process, on_host
 from ..images.cache import Image, ImageCache
 from ..tools import Tool
 from ..workloads.base import Workload
@@ -21,6 +21,9 @@ class NativeInstance(Instance):
         return self.proc.alive()
 
     def exit_reason(self) -> str:
+        lost = getattr(self.proc, "unreachable", None)
+        if lost:  # it may well still run: its lab host stopped answering
+            return f"no word from it: its lab host stopped answering ({lost})"
         return f"process exited with {self.proc.returncode()}: {self.proc.log_tail()}"
 
     def stop(self, *, fast: bool = False) -> None:
@@ -45,6 +48,13 @@ class Native(Platform[NativeOptions], kind="native"):
     tools = (Tool("taskset", "util-linux", ("taskset", "--version"), "native platform (CPU pinning)"),
              Tool("dpkg-query", "dpkg", (), "native platform (package versions)"))
 
+    @classmethod
+    def lab_host_tools(cls, options=None) -> tuple[Tool, ...]:
+        return ()  # the host's own binaries: nothing is copied
+
+    def attach(self, net):
+        return net.host_interface(self.name)  # here a namespace of its own; on a lab host its own interface
+
     def host_stack_netns(self, attachment) -> str | None:
         return attachment.netns
 
@@ -65,15 +75,16 @@ class Native(Platform[NativeOptions], kind="native"):
         workdir = self.launch_dir(f"{workload.name}-{attachment.address}")
         config_dir = workdir / "config"
         config_dir.mkdir()
-        workload.write_config(config_dir, config_path=str(config_dir))
-        if not self.host.is_local:  # a lab host: the rendered config at the same path there
-            self.host.put_tree(config_dir, str(config_dir), timeout=60)
+        remote_config = on_host(self.host, config_dir)  # a lab host: the same layout under its testbed_home
+        workload.write_config(config_dir, config_path=remote_config)
+        if not self.host.is_local:
+            self.host.put_tree(config_dir, remote_config, timeout=60)
         # In the instance's lab namespace; on a lab host, on its experiment link.
         argv = ["ip", "netns", "exec", attachment.netns] if attachment.netns else []
         if self.options.cpus:
             argv += ["taskset", "-c", ",".join(map(str, self.options.cpus))]
-        argv += workload.argv(str(config_dir))
-        proc = self.host.spawn(argv, log_path=workdir / "server.log", ledger=self.ledger,
+        argv += workload.argv(remote_config)
+        proc = self.host.spawn(argv, log_path=on_host(self.host, workdir / "server.log"), ledger=self.ledger,
                                label=f"native-{workload.name}", before_start=lambda: timeline.mark("requested"))
         timeline.mark("process_started", now())
         return NativeInstance(f"native-{workload.name}", attachment, timeline, workdir, proc)

@@ -120,11 +120,11 @@ class Osv(UnikernelPlatform[OsvOptions], kind="osv"):
         o = self.options
         app = self.app_cmdline(workload)
         line = osv_cmdline(app, attachment.address, attachment.netmask, attachment.gateway, o.osv_options)
-        disk = disk_for(image, "disk", workdir)
+        disk = disk_for(self.site, image, "disk", workdir)
         if o.boot == "kernel":
-            base.kernel, base.cmdline = str(image.file("kernel")), line
+            base.kernel, base.cmdline = self.image_file(image, "kernel"), line
         else:
-            write_into_disk(Path(disk.path), CMDLINE_OFFSET, line.encode() + b"\0", workdir / "cmdline.bin")
+            write_into_disk(self.site, disk.path, CMDLINE_OFFSET, line.encode() + b"\0", workdir / "cmdline.bin")
         spec = UnikernelSpec(base, boot=o.boot, disks=[disk])
         return spec, OsvConsole(), {"osv_cmdline": line, "app_cmdline": app}
 

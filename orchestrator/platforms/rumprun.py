@@ -123,10 +123,10 @@ class Rumprun(UnikernelPlatform[RumprunOptions], kind="rumprun"):
         mountpoints = layout(image).get("mountpoints", {})
         disks, blks = [], []
         for i, role in enumerate(sorted(mountpoints, key=lambda r: int(r[3:]))):
-            disks.append(disk_for(image, role, workdir))
+            disks.append(disk_for(self.site, image, role, workdir))
             blks.append((f"/dev/ld{i}a", o.fstype, mountpoints[role]))  # virtio-blk disk i is ld<i>
         config = rumprun_config(app, attachment.address, attachment.prefixlen, attachment.gateway, iface=o.iface,
                                 blks=blks, env=o.env)
-        base.kernel, base.cmdline = str(image.file("kernel")), config
+        base.kernel, base.cmdline = self.image_file(image, "kernel"), config
         spec = UnikernelSpec(base, boot="kernel", disks=disks)
         return spec, RumprunConsole(), {"rumprun_config": config, "app_cmdline": app}

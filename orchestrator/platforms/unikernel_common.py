@@ -7,25 +7,26 @@ libvirt connection, the accelerator probe (kvm -> tcg fallback), host checks and
 life are libvirt_guest.py's, shared with linux-vm.
 
 Disks are never given to QEMU as imported: each launch gets its own qcow2 overlay on the cached
-file, so the cache keeps exactly the bytes its digest names (OSv's ZFS writes to its disk).
+file, so the cache keeps exactly the bytes its digest names (OSv's ZFS writes to its disk). The
+overlays are made with qemu-img on the host the platform is placed on (a lab host: on its copy of
+the imported image, in its own cache).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
-from typing import Callable, ClassVar, Generic, Iterable, TypeVar
+from typing import Callable, ClassVar, Generic, Iterable, Sequence, TypeVar
 
 from pydantic import Field, model_validator
 
 from ..checks import FAIL, PASS, WARN, Check, DoctorCheck
-from ..errors import CommandTimeout, ConfigError, LaunchError, MissingToolError, TestbedError
+from ..errors import ConfigError, LaunchError, MissingToolError, TestbedError
 from ..images.cache import Image, ImageCache
 from ..images.imported import KINDS, ImageMissingError, find_imported, import_command, imported_images
 from ..tools import Tool
-from ..virt.console import ConsoleFile, Event
+from ..virt.console import ConsoleFile, Event, RemoteConsole
 from ..virt.domain import DomainSpec
+from ..virt.site import GuestSite
 from ..virt.unikernel_console import UnikernelConsole
 from ..virt.unikernel_domain import Disk, UnikernelSpec, unikernel_xml
 from ..workloads.base import Workload
@@ -47,36 +48,41 @@ class UnikernelOptions(GuestOptions):
         return self
 
 
-def run_tool(argv: list[str], timeout: float = QEMU_IMG_TIMEOUT) -> None:
-    if shutil.which(argv[0]) is None:
-        raise MissingToolError(f"{argv[0]} is not installed; apt-get install qemu-utils")
+def run_tool(site: GuestSite, argv: Sequence[str], timeout: float = QEMU_IMG_TIMEOUT) -> None:
+    """A disk tool on the site's host; a failure is one line with its message."""
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise CommandTimeout(f"{argv[0]} {argv[1]} did not finish within {timeout:g} s") from exc
-    if res.returncode != 0:
-        raise LaunchError(f"{' '.join(argv[:2])} failed: {(res.stderr or res.stdout).strip()[:300]}")
+        res = site.run(argv, timeout=timeout)
+    except MissingToolError:
+        raise MissingToolError(f"{argv[0]} is not installed on {site.host.name}; apt-get install qemu-utils") from None
+    if not res.ok:
+        out = (res.stderr or res.stdout).strip()[:300]
+        raise LaunchError(f"{' '.join(argv[:2])} failed on {site.host.name}: {out}")
 
 
-def overlay(base: Path, base_format: str, dest: Path) -> Path:
-    """A qcow2 file whose reads fall through to `base` and whose writes stay in `dest`."""
-    dest.unlink(missing_ok=True)
-    run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base.resolve()), str(dest)])
-    return dest
+def overlay(site: GuestSite, base: str, base_format: str, dest: Path) -> str:
+    """A qcow2 file (at dest's place on the host) whose reads fall through to `base` and whose
+    writes stay in it."""
+    there = site.path(dest)
+    site.remove(there)
+    run_tool(site, ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base, there])
+    return there
 
 
-def write_into_disk(disk: Path, offset: int, data: bytes, scratch: Path) -> None:
+def write_into_disk(site: GuestSite, disk: str, offset: int, data: bytes, scratch: Path) -> None:
     """Write `data` at byte `offset` of a qcow2 disk's guest-visible contents (qemu-io, no mount)."""
     scratch.write_bytes(data)
+    there = site.put(scratch)
     try:
-        run_tool(["qemu-io", "-f", "qcow2", "-c", f"write -q -s {scratch} {offset} {len(data)}", str(disk)])
+        run_tool(site, ["qemu-io", "-f", "qcow2", "-c", f"write -q -s {there} {offset} {len(data)}", disk])
     finally:
         scratch.unlink(missing_ok=True)
+        if not site.local:
+            site.remove(there)
 
 
 class UnikernelInstance(GuestInstance):
-    def __init__(self, name, attachment, timeline, workdir, platform: "UnikernelPlatform", console: ConsoleFile,
-                 parser: UnikernelConsole):
+    def __init__(self, name, attachment, timeline, workdir, platform: "UnikernelPlatform",
+                 console: ConsoleFile | RemoteConsole, parser: UnikernelConsole):
         super().__init__(name, attachment, timeline, workdir, platform, console)
         self.parser = parser
         self.console_marks: dict[str, float] = {}  # label -> ms after requested (host clock)
@@ -101,9 +107,6 @@ class UnikernelInstance(GuestInstance):
         reason = self._finished or self.parser.finish_reason
         return f"{reason}; console: {tail}" if reason else None
 
-    def remove_launch_files(self) -> None:
-        for f in self.workdir.glob("*.qcow2"):
-            f.unlink(missing_ok=True)
 
 
 UO = TypeVar("UO", bound=UnikernelOptions)
@@ -162,18 +165,23 @@ class UnikernelPlatform(LibvirtGuestPlatform[UO], Generic[UO]):
 
     def launch(self, image: Image, workload: Workload, attachment, timeline: Timeline) -> Instance:
         name, octet, workdir = self.guest_dir(workload, attachment)
+        overlays = [self.site.path(workdir / f"{role}.qcow2") for role in image.files]
         try:
             nic = self.nic(name, attachment, octet)
             base = self.domain_spec(name, workload, nic, workdir / "console.log", kernel="", initrd="", cmdline="")
             spec, parser, prov = self.boot_spec(image, workload, attachment, base, workdir)
             console = self.create(name, unikernel_xml(spec), workdir, timeline, attachment)
         except BaseException:
-            for f in workdir.glob("*.qcow2"):
-                f.unlink(missing_ok=True)
+            self.site.remove(*overlays)
             raise
         timeline.mark("process_started")
         inst = UnikernelInstance(name, attachment, timeline, workdir, self, console, parser)
+        inst.launch_files = [d.path for d in spec.disks]
         return self.running(inst, {"domain": name, "boot": spec.boot, **prov})
+
+    def image_file(self, image: Image, role: str) -> str:
+        """The image's `role` file on the host the platform is placed on."""
+        return self.site.image_file(image, role)
 
 
 def render_default_cmdline(kind: str, templates: dict[str, str], workload: Workload,
@@ -188,13 +196,15 @@ def render_default_cmdline(kind: str, templates: dict[str, str], workload: Workl
                      *(quote(a) for a in workload.options.extra_args)])
 
 
-def disk_for(image: Image, role: str, workdir: Path) -> Disk:
-    """A per-launch overlay of the image's `role` file."""
+def disk_for(site: GuestSite, image: Image, role: str, workdir: Path) -> Disk:
+    """A per-launch overlay of the image's `role` file (on the site's host)."""
     from ..images.imported import layout
 
     fmt = layout(image).get("formats", {}).get(role, "raw")
-    path = overlay(image.file(role), fmt, workdir / f"{role}.qcow2")
-    return Disk(str(path), "qcow2")
+    base = site.image_file(image, role)
+    if site.local:  # qemu-img reads a relative backing file relative to the overlay
+        base = str(Path(base).resolve())
+    return Disk(overlay(site, base, fmt, workdir / f"{role}.qcow2"), "qcow2")
 
 
 # --- doctor --------------------------------------------------------------------------------

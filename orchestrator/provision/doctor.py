@@ -19,14 +19,18 @@ from ..tools import BASE_TOOLS, ToolSet, tool_version
 from ..workloads.base import Workload
 
 
-def declared_tools() -> ToolSet:
-    """Every tool testbed's registered platforms, workloads and benchmarks declare, once each."""
+def declared_tools(lab_host: bool = False) -> ToolSet:
+    """Every tool testbed's registered platforms, workloads and benchmarks declare, once each (and,
+    for a lab host, what platforms need there besides: copying images, libvirt over SSH)."""
     tools = ToolSet()
     tools.add(BASE_TOOLS, "testbed")
     for registry, noun in ((Platform.registry, "platform"), (Workload.registry, "workload"),
                            (Benchmark.registry, "benchmark")):
         for kind, cls in registry.items():
             tools.add(cls.tools, f"{kind} {noun}")
+    if lab_host:
+        for kind, cls in Platform.registry.items():
+            tools.add(cls.lab_host_tools(), f"{kind} platform on a lab host")
     return tools
 
 
@@ -34,7 +38,7 @@ class ToolsCheck(DoctorCheck, kind="tools"):
     order = 10
 
     def run(self, host: Host) -> Iterable[Check]:
-        tools = declared_tools()
+        tools = declared_tools(lab_host=not host.is_local)
         for tool in tools:
             needed_by = ", ".join(tools.purposes[tool.name])
             version = tool_version(host, tool.version_argv) if tool.version_argv else (

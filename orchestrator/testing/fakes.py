@@ -72,8 +72,12 @@ class FakeHost:
     name: str = "localhost"
     is_local: bool = True
     lab_address: str | None = None
+    home: str = "/nonexistent/testbed-home"
     missing: set[str] = field(default_factory=set)
     calls: list[list[str]] = field(default_factory=list)
+
+    def connection_meta(self) -> dict:
+        return {} if self.is_local else {"host": self.name, "address": f"{self.name}.invalid"}
 
     def run(self, argv: Sequence[str], *, timeout: float, check: bool = True, netns: str | None = None,
             input: str | None = None, env: dict[str, str] | None = None,
@@ -133,6 +137,9 @@ class FakeLabNet:
         return att
 
     def namespace(self, label: str) -> Attachment:
+        return self._att(NicKind.VETH)
+
+    def host_interface(self, label: str) -> Attachment:
         return self._att(NicKind.VETH)
 
     def bridge_port(self) -> Attachment:

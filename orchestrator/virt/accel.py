@@ -24,14 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import paths
-from ..errors import ConfigError, LaunchError
+from ..errors import ConfigError, LaunchError, TestbedError
 from ..images.cache import ImageCache
 from ..images.linux import probe_image
 from ..ledger import Ledger
-from .connection import Connection
-from .console import ConsoleFile
 from .domain import DomainSpec, domain_xml
 from .lifecycle import create_transient, destroy, domain_running
+from .site import GuestSite
 
 PROBE_TIMEOUT = 15.0
 TCG_PROBE_TIMEOUT = 60.0
@@ -75,18 +74,21 @@ class AccelChoice:
                    d.get("probed_at", 0.0))
 
 
-def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type: str, timeout: float,
+def boot_probe(site: GuestSite, ledger: Ledger, cache: ImageCache, domain_type: str, timeout: float,
                workdir: Path | None = None, machine: str = "pc") -> ProbeResult:
+    """Boot the probe guest on the site's host (a lab host: its own libvirtd, KVM and console)."""
+    conn = site.conn
     image = probe_image(cache)
     workdir = workdir or paths.runs_dir() / "accel-probe"
     workdir.mkdir(parents=True, exist_ok=True)
+    site.make_dir(workdir)
     name = f"tb-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    console_path = workdir / f"{name}.console"
-    console_path.unlink(missing_ok=True)
-    spec = DomainSpec(name=name, kernel=str(image.file("kernel")), initrd=str(image.file("initrd")),
-                      cmdline="console=ttyS0 panic=-1", console_log=str(console_path), domain_type=domain_type,
+    console_path = site.path(workdir / f"{name}.console")
+    site.remove(console_path)
+    spec = DomainSpec(name=name, kernel=site.image_file(image, "kernel"), initrd=site.image_file(image, "initrd"),
+                      cmdline="console=ttyS0 panic=-1", console_log=console_path, domain_type=domain_type,
                       machine=machine, vcpus=1, memory_mib=256, metadata={"role": "accel-probe"})
-    console = ConsoleFile(console_path)
+    console = site.console(console_path)
     start = time.monotonic()
     try:
         create_transient(conn, ledger, name, domain_xml(spec))
@@ -112,7 +114,8 @@ def boot_probe(conn: Connection, ledger: Ledger, cache: ImageCache, domain_type:
     finally:
         destroy(conn, ledger, name)
         console.poll()
-        console_path.unlink(missing_ok=True)
+        console.close()
+        site.remove(console_path)
     p = console.parser
     if ok:
         evidence = f"userspace marker after {seconds:.1f} s under {domain_type}"
@@ -145,14 +148,20 @@ def cache_path() -> Path:
     return paths.cache_dir() / "accel-probes.json"
 
 
-def probe_cache_key(conn: Connection, requested: str, machine: str) -> str:
-    """What the verdict depends on: this boot, the kernel, QEMU and libvirt, the URI and machine."""
+def probe_cache_key(site: GuestSite, requested: str, machine: str) -> str:
+    """What the verdict depends on: the host's boot and kernel, QEMU and libvirt, the URI and machine."""
+    conn = site.conn
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip() if conn.uri.startswith("qemu:///") else ""
-    except OSError:
-        boot = ""
+        if site.host.is_local:
+            boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+            kernel = os.uname().release
+        else:  # a lab host: its own boot and kernel (one command over the open connection)
+            out = site.host.run(["sh", "-c", "cat /proc/sys/kernel/random/boot_id; uname -r"], timeout=20).stdout.split()
+            boot, kernel = (out + ["", ""])[:2]
+    except (OSError, TestbedError):
+        boot = kernel = ""
     versions = conn.versions()
-    return "|".join([conn.uri, requested, machine, boot, os.uname().release if boot else "",
+    return "|".join([conn.where, requested, machine, boot, kernel,
                      versions.get("qemu", "?"), versions.get("libvirt", "?")])
 
 
@@ -184,33 +193,35 @@ def _remember(key: str, choice: AccelChoice) -> None:
         os.replace(tmp, path)
 
 
-def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested: str = "auto", *,
+def choose_accel(site: GuestSite, ledger: Ledger, cache: ImageCache, requested: str = "auto", *,
                  timeout: float = PROBE_TIMEOUT, confirm_tcg: bool = False, machine: str = "pc") -> AccelChoice:
     """auto: KVM if the probe reaches userspace under KVM, else TCG. kvm: the probe must pass.
-    tcg: no probe. The verdict is remembered for the process and cached on disk (cache_path())."""
+    tcg: no probe. The probe runs on the site's host (a lab host decides for itself); the verdict is
+    remembered per host and URI for the process and cached on disk (cache_path())."""
     if requested not in ("auto", "kvm", "tcg"):
         raise ConfigError(f"accel: {requested!r} is not one of auto, kvm, tcg")
-    key = f"{conn.uri}|{requested}"
+    conn = site.conn
+    key = f"{conn.where}|{requested}"
     if key in _CHOICES and not confirm_tcg:
         return _CHOICES[key]
     if requested == "tcg":
         choice = AccelChoice("tcg", "accel: tcg requested", [])
         _CHOICES[key] = choice
         return choice
-    disk_key = probe_cache_key(conn, requested, machine)
+    disk_key = probe_cache_key(site, requested, machine)
     hit = None if _REPROBE else _cached(disk_key, confirm_tcg)
     if hit is not None:
         if requested == "kvm" and hit.accel != "kvm":
-            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.uri}: {hit.reason} (cached "
+            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.where}: {hit.reason} (cached "
                               f"verdict; --reprobe to probe again)")
         _CHOICES[key] = hit
         return hit
     else:
         probes: list[ProbeResult] = []
-        if not Path("/dev/kvm").exists() and conn.uri.startswith("qemu:///"):
-            reason = "/dev/kvm does not exist"
+        if not site.has_kvm_device():
+            reason = f"/dev/kvm does not exist on {site.host.name}"
         else:
-            kvm = boot_probe(conn, ledger, cache, "kvm", timeout, machine=machine)
+            kvm = boot_probe(site, ledger, cache, "kvm", timeout, machine=machine)
             probes.append(kvm)
             reason = kvm.evidence
             if kvm.ok:
@@ -220,12 +231,12 @@ def choose_accel(conn: Connection, ledger: Ledger, cache: ImageCache, requested:
                 return choice
         if requested == "kvm":
             _remember(disk_key, AccelChoice("tcg", reason, probes))
-            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.uri}: {reason}")
+            raise LaunchError(f"accel: kvm requested but KVM is unusable on {conn.where}: {reason}")
         if confirm_tcg:
-            tcg = boot_probe(conn, ledger, cache, "qemu", TCG_PROBE_TIMEOUT, machine=machine)
+            tcg = boot_probe(site, ledger, cache, "qemu", TCG_PROBE_TIMEOUT, machine=machine)
             probes.append(tcg)
             if not tcg.ok:
-                raise LaunchError(f"neither KVM nor TCG guests reach userspace on {conn.uri}: {tcg.evidence}")
+                raise LaunchError(f"neither KVM nor TCG guests reach userspace on {conn.where}: {tcg.evidence}")
         choice = AccelChoice("tcg", reason, probes)
     _CHOICES[key] = choice
     _remember(disk_key, choice)

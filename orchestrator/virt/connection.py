@@ -14,10 +14,15 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 from urllib.parse import urlparse
 
-from ..errors import CommandTimeout, LaunchError, MissingToolError
+from ..errors import CommandTimeout, ConfigError, LaunchError, MissingToolError
+
+if TYPE_CHECKING:
+    from ..hosts.base import Host
+    from ..ledger import Ledger
+    from .tunnel import LibvirtTunnel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -160,10 +165,14 @@ def start_daemons(timeout: float = DAEMON_START_TIMEOUT) -> str:
     return how
 
 
-def open_connection(uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, start: bool = True):
-    """A libvirt connection to `uri`; starts the local daemons when they are down."""
+def open_connection(uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, start: bool = True,
+                    local: bool | None = None):
+    """A libvirt connection to `uri`; starts the local daemons when they are down. local=False: the
+    daemon is not this machine's (a tunnel's socket), so nothing here is fixed or started."""
     lv = require_libvirt()
-    if is_local(uri):
+    local = is_local(uri) if local is None else local
+    start = start and local
+    if local:
         try:
             fixed = fix_kvm_device()
             if fixed:
@@ -173,7 +182,7 @@ def open_connection(uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, st
     try:
         return with_timeout(lv.open, uri, timeout=timeout, what=f"connect {uri}")
     except lv.libvirtError as exc:
-        if not (start and is_local(uri)):
+        if not start:
             raise LaunchError(f"libvirt: cannot connect to {uri}: {one_line(exc)}") from exc
         first = exc
     how = start_daemons()
@@ -194,12 +203,50 @@ def one_line(exc: BaseException) -> str:
 
 
 class Connection:
-    """One libvirt connection; every call goes through call() with a timeout."""
+    """One libvirt connection; every call goes through call() with a timeout.
 
-    def __init__(self, uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, start: bool = True):
-        self.uri = uri
+    `Connection.to(host, uri)` is the libvirtd of the host a platform is placed on: this machine's,
+    or a lab host's through a LibvirtTunnel over its SshHost (virt/tunnel.py)."""
+
+    def __init__(self, uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT, start: bool = True,
+                 tunnel: "LibvirtTunnel | None" = None, host_name: str | None = None):
+        self.uri = uri  # what libvirt dials (a tunnel's local socket for a lab host)
         self.timeout = timeout
-        self.conn = open_connection(uri, timeout=timeout, start=start)
+        self.tunnel = tunnel
+        self.host_meta: dict = {}  # how `testbed gc` reaches the host again (lab hosts)
+        # The daemon as users name it: `qemu:///system` here, `lab-a:qemu:///system` on a lab host.
+        self.where = f"{host_name}:{tunnel.remote_uri}" if tunnel is not None else uri
+        self.conn = open_connection(uri, timeout=timeout, start=start, local=None if tunnel is None else False)
+
+    @classmethod
+    def to(cls, host: "Host", uri: str = DEFAULT_URI, *, timeout: float = CALL_TIMEOUT,
+           ledger: "Ledger | None" = None) -> "Connection":
+        """The libvirtd at `uri` on `host` (a lab host: its own qemu:///system, over SSH)."""
+        if host.is_local:
+            return cls(uri, timeout=timeout)
+        if not is_local(uri):
+            raise ConfigError(f"libvirt uri {uri}: with the server on lab host {host.name}, keep uri: "
+                              f"qemu:///system (testbed reaches that host's libvirtd over its SSH connection)")
+        from .tunnel import LibvirtTunnel
+
+        tunnel = LibvirtTunnel(host, uri, ledger=ledger)  # type: ignore[arg-type]
+        try:
+            conn = cls(tunnel.uri, timeout=timeout, start=False, tunnel=tunnel, host_name=host.name)
+        except LaunchError as exc:
+            tunnel.close()
+            raise LaunchError(f"libvirt on {host.name} ({uri} over SSH): {exc}; is libvirtd running there? "
+                              f"(`testbed provision {host.name}`, `testbed doctor {host.name}`)") from None
+        except BaseException:
+            tunnel.close()
+            raise
+        conn.host_meta = host.connection_meta()
+        return conn
+
+    def ledger_meta(self) -> dict:
+        """What a `domain` ledger entry records to find this daemon again."""
+        if self.tunnel is None:
+            return {"uri": self.uri}
+        return {"uri": self.tunnel.remote_uri, **self.host_meta}
 
     def call(self, fn: Callable[..., T], *args, what: str, timeout: float | None = None) -> T:
         return with_timeout(fn, *args, timeout=timeout or self.timeout, what=what)
@@ -211,8 +258,8 @@ class Connection:
                 return
         except LIBVIRT_ERRORS:
             pass  # a dead connection: reopened below
-        log.warning("libvirt connection to %s was lost; reconnecting", self.uri)
-        self.conn = open_connection(self.uri, timeout=self.timeout)
+        log.warning("libvirt connection to %s was lost; reconnecting", self.where)
+        self.conn = open_connection(self.uri, timeout=self.timeout, local=None if self.tunnel is None else False)
 
     def lookup(self, name: str):
         """The domain called `name`, or None."""
@@ -254,3 +301,5 @@ class Connection:
             with_timeout(self.conn.close, timeout=self.timeout, what="close")
         except LIBVIRT_ERRORS:
             pass  # closing a connection libvirtd already dropped
+        if self.tunnel is not None:
+            self.tunnel.close()

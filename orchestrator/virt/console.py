@@ -127,6 +127,60 @@ class ConsoleFile:
             self._fh = None
 
 
+class RemoteConsole:
+    """A console file on a lab host, followed over one SSH channel: `tail -F` there streams what the
+    guest writes, and poll() hands on whatever has arrived, so phases are stamped when the lines
+    reach this machine (later than they were written there by the SSH latency: docs/lab-hosts.md).
+    The far side ends when the channel's input closes (close(), or testbed's connection dying)."""
+
+    # -F: from before the file exists (follow it as soon as libvirt makes it); -s: where tail has to
+    # poll rather than use inotify, every 10 ms, not its default second.
+    FOLLOW = 'tail -c +1 -s 0.01 -F -- "$1" 2>/dev/null & t=$!; cat > /dev/null; kill "$t"'
+
+    def __init__(self, host, path: str):
+        self.host = host
+        self.path = path
+        self.offset = 0
+        self.parser = ConsoleParser()
+        self.error: str | None = None  # why the console cannot be followed (the host stopped answering)
+        self._chan = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Follow the file from now on (before the guest is created, so no line waits for the channel)."""
+        self.poll()
+
+    def poll(self) -> list[Event]:
+        if self._closed or self.error:
+            return []
+        from ..errors import HostError
+
+        try:
+            chan = self._chan
+            if chan is None:
+                chan = self._chan = self.host.exec_channel(["sh", "-c", self.FOLLOW, "sh", self.path], timeout=30)
+            data = b""
+            while chan.recv_ready():
+                data += chan.recv(1 << 16)
+        except (HostError, OSError, EOFError) as exc:
+            self.error = str(exc) or type(exc).__name__
+            return []
+        if not data:
+            return []
+        self.offset += len(data)
+        return self.parser.feed(data)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._chan is not None:
+            try:
+                self._chan.shutdown_write()
+            except (OSError, EOFError):
+                pass
+            self._chan.close()
+            self._chan = None
+
+
 # (new events, the monotonic time they were read) -> None; called on the watcher's thread.
 OnEvents = Callable[[list[Event], float], None]
 WATCH_INTERVAL = 0.002  # seconds between reads: the resolution of console phases
@@ -137,7 +191,8 @@ class ConsoleWatcher:
     `on_events` with the time it was read, so console phases are stamped as lines arrive, not
     whenever a readiness loop happens to look (which would quantize them to its blocking)."""
 
-    def __init__(self, console: ConsoleFile, on_events: OnEvents, *, tick: Callable[[], None] | None = None,
+    def __init__(self, console: "ConsoleFile | RemoteConsole", on_events: OnEvents, *,
+                 tick: Callable[[], None] | None = None,
                  interval: float = WATCH_INTERVAL, name: str = "console"):
         self.console = console
         self.on_events = on_events

@@ -44,6 +44,16 @@ class BridgeNic:
 
 
 @dataclass
+class DirectNic:
+    """A virtio NIC on a macvtap of a host interface (`<interface type='direct'>`, bridge mode): a
+    guest on a lab host sits on the host's experiment link itself (net/labhost.py)."""
+
+    dev: str
+    mac: str
+    mode: str = "bridge"
+
+
+@dataclass
 class DomainSpec:
     name: str
     kernel: str
@@ -58,7 +68,7 @@ class DomainSpec:
     emulator_pins: list[int] | None = None
     cpuset: list[int] | None = None  # every vCPU may run on these host CPUs (when not pinned one by one)
     hugepages: bool = False
-    nics: list[BridgeNic | SriovNic | NetworkNic] = field(default_factory=list)
+    nics: list[BridgeNic | SriovNic | NetworkNic | DirectNic] = field(default_factory=list)
     emulator: str | None = None
     run_as_root: bool = True  # QEMU as root: testbed's files live in root-only directories
     metadata: dict[str, str] = field(default_factory=dict)
@@ -168,6 +178,11 @@ def domain_element(spec: DomainSpec) -> ET.Element:
             source = _sub(iface, "source")
             _sub(source, "address", **pci_address_attrs(nic.pci_address))
             _vlan(iface, nic.vlan)
+        elif isinstance(nic, DirectNic):
+            iface = _sub(devices, "interface", type="direct")
+            _sub(iface, "mac", address=nic.mac)
+            _sub(iface, "source", dev=nic.dev, mode=nic.mode)
+            _sub(iface, "model", type="virtio")
         elif isinstance(nic, NetworkNic):
             iface = _sub(devices, "interface", type="network")
             _sub(iface, "mac", address=nic.mac)

@@ -25,7 +25,7 @@ def create_transient(conn: Connection, ledger: Ledger, name: str, xml: str, *, t
     """Record the domain in the ledger, run `before_create` (a launch marks `requested` there, so the
     ledger's fsync is outside the timed window), then create and start it."""
     lv = require_libvirt()
-    ledger.acquire("domain", name, uri=conn.uri)
+    ledger.acquire("domain", name, **conn.ledger_meta())
     if before_create is not None:
         before_create()
     try:
@@ -78,7 +78,13 @@ def process_started_monotonic(pid: int) -> float | None:
 
 class DomainReclaimer(Reclaimer, kind="domain"):
     def reclaim(self, name: str, meta: dict) -> None:
-        conn = Connection(meta.get("uri", "qemu:///system"), start=False)
+        uri = meta.get("uri", "qemu:///system")
+        if meta.get("address"):  # a lab host's domain: its libvirtd over SSH, the same host-key rules
+            from ..hosts.ssh import host_for_entry
+
+            conn = Connection.to(host_for_entry(meta), uri)
+        else:
+            conn = Connection(uri, start=False)
         try:
             conn.destroy(name)
         finally:

@@ -1,15 +1,11 @@
-"""Two lab hosts for real: two network namespaces, each with its own sshd, reached over SSH.
+"""Two lab hosts for real: two simulated hosts, each with its own sshd, reached over SSH.
 
-Topology (all created here and removed at the end, also on failure):
-
-    host namespace: tbtest-ctl 10.78.0.254/24 --+
-                                                 |  bridge in namespace tbtest-br-<id>
-    tbtest-a-<id>: eth0 10.78.0.1/24 (sshd) -----+
-    tbtest-b-<id>: eth0 10.78.0.2/24 (sshd) -----+
-
-The controller (this pytest process) talks SSH to both; host B's redis-benchmark reaches
-host A's redis-server over the namespaces' veth links. 10.78.0.0/24 exists only here.
-Needs root, ip, ssh-keygen, /usr/sbin/sshd (openssh-server), redis-server, redis-tools.
+orchestrator/testing/labsim.py builds them (all removed at the end, also on failure): host A
+10.78.0.1 and host B 10.78.0.2, each a network namespace plus a mount namespace of its own
+(private /run and testbed_home), the controller (this pytest process) 10.78.0.254, all on one
+bridge. The controller talks SSH to both; host B's redis-benchmark reaches host A's redis-server
+over the link. 10.78.0.0/24 exists only here. Needs root, ip, ssh-keygen, unshare, nsenter,
+/usr/sbin/sshd (openssh-server), redis-server, redis-tools.
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,12 +31,12 @@ from orchestrator.hosts.ssh import HostKeyError, SshError, SshHost, fingerprint
 from orchestrator.ledger import Ledger
 from orchestrator.provision.ansible import ProvisionError, provision
 from orchestrator.provision.doctor import run_checks
+from orchestrator.testing import labsim
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 SUBNET = ipaddress.IPv4Network("10.78.0.0/24")
-ADDR_A, ADDR_B, ADDR_CTL = "10.78.0.1", "10.78.0.2", "10.78.0.254"
-CTL_IF = "tbtest-ctl"
+ADDR_A, ADDR_B = "10.78.0.1", "10.78.0.2"
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = Path(sys.executable).parent / "testbed"
 
@@ -51,19 +46,10 @@ def sh(*argv: str, timeout: float = 30, check: bool = True) -> subprocess.Comple
 
 
 def _requirements() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    for tool in ("ip", "ssh-keygen", "redis-server", "redis-benchmark"):
+    for tool in ("redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
             return f"{tool} missing"
-    if not Path("/usr/sbin/sshd").exists():
-        return "openssh-server missing"
-    routes = sh("ip", "-o", "-4", "addr", "show").stdout
-    for line in routes.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and ipaddress.IPv4Interface(parts[3]).network.overlaps(SUBNET):
-            return f"{SUBNET} already in use on {parts[1]}"
-    return None
+    return labsim.requirements(SUBNET, libvirt=False)
 
 
 @dataclass
@@ -92,6 +78,7 @@ class Lab:
     key: Path  # client private key (no passphrase)
     enc_key: Path  # client private key protected by PASSPHRASE
     other_key: Path  # a key that is not authorized
+    home: Path  # every host's testbed_home (private to each host)
 
     def write_lab(self, name: str, hosts: list[dict]) -> Path:
         path = self.tmp / f"{name}.yaml"
@@ -100,7 +87,7 @@ class Lab:
 
     def host_entry(self, node: Node, known_hosts: Path | None, **extra) -> dict:
         entry = {"name": node.name, "address": node.address, "user": "root", "identity_file": str(self.key),
-                 "lab_address": node.address, "connect_timeout": 5}
+                 "lab_address": node.address, "connect_timeout": 5, "testbed_home": str(self.home)}
         if known_hosts is not None:
             entry["known_hosts"] = str(known_hosts)
         entry.update(extra)
@@ -110,112 +97,24 @@ class Lab:
 PASSPHRASE = "tb-" + secrets.token_hex(8)
 
 
-def _sshd_config(node: Node, authorized: Path) -> Path:
-    cfg = node.dir / "sshd_config"
-    cfg.write_text(f"""\
-Port 22
-ListenAddress {node.address}
-HostKey {node.dir}/ssh_host_ed25519_key
-PidFile {node.dir}/sshd.pid
-AuthorizedKeysFile {authorized}
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-Subsystem sftp internal-sftp
-LogLevel VERBOSE
-""")
-    return cfg
-
-
-def _wait_port(netns: str, address: str, port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((address, port), 1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{address}:{port} in {netns} did not open within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Lab:
     reason = _requirements()
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("labhosts")
-    tag = secrets.token_hex(2)
-    br_ns, ns_a, ns_b = f"tbtest-br-{tag}", f"tbtest-a-{tag}", f"tbtest-b-{tag}"
-    created_ns: list[str] = []
-    nodes: list[Node] = []
+    sim = labsim.build(tmp / "sim", str(SUBNET), libvirt_hosts=())
     try:
-        for ns in (br_ns, ns_a, ns_b):
-            sh("ip", "netns", "add", ns)
-            created_ns.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", br_ns, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", br_ns, "link", "set", "br0", "up")
-        # one veth leg per lab host, and one for the controller in the host namespace
-        for i, (ns, addr) in enumerate(((ns_a, ADDR_A), (ns_b, ADDR_B))):
-            sh("ip", "link", "add", f"tbtest-h{tag}{i}", "type", "veth", "peer", "name", f"tbtest-p{tag}{i}")
-            sh("ip", "link", "set", f"tbtest-h{tag}{i}", "netns", ns)
-            sh("ip", "-n", ns, "link", "set", f"tbtest-h{tag}{i}", "name", "eth0")
-            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-            sh("ip", "link", "set", f"tbtest-p{tag}{i}", "netns", br_ns)
-            sh("ip", "-n", br_ns, "link", "set", f"tbtest-p{tag}{i}", "master", "br0", "up")
-        sh("ip", "link", "add", CTL_IF, "type", "veth", "peer", "name", f"tbtest-pc{tag}")
-        sh("ip", "link", "set", f"tbtest-pc{tag}", "netns", br_ns)
-        sh("ip", "-n", br_ns, "link", "set", f"tbtest-pc{tag}", "master", "br0", "up")
-        sh("ip", "addr", "add", f"{ADDR_CTL}/24", "dev", CTL_IF)
-        sh("ip", "link", "set", CTL_IF, "up")
-
-        # keys: client keys, and a host key per sshd
-        key, enc_key, other = tmp / "id_ed25519", tmp / "id_enc", tmp / "id_other"
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed-test", "-f", str(key))
+        # keys: one more authorized (protected by PASSPHRASE), one that is not
+        enc_key, other = tmp / "id_enc", tmp / "id_other"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-C", "testbed-test-enc", "-f", str(enc_key))
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "not-authorized", "-f", str(other))
-        authorized = tmp / "authorized_keys"
-        authorized.write_text(Path(f"{key}.pub").read_text() + Path(f"{enc_key}.pub").read_text())
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-        for name, ns, addr in (("a", ns_a, ADDR_A), ("b", ns_b, ADDR_B)):
-            d = tmp / f"host-{name}"
-            d.mkdir()
-            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "ssh_host_ed25519_key"))
-            node = Node(name, ns, addr, d, d / "ssh_host_ed25519_key.pub")
-            cfg = _sshd_config(node, authorized)
-            log = open(d / "sshd.log", "wb")
-            node.proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            log.close()
-            nodes.append(node)
-        for node in nodes:
-            _wait_port(node.netns, node.address, 22)
-        yield Lab(tmp, nodes[0], nodes[1], key, enc_key, other)
+        with open(sim.dir / "authorized_keys", "a") as fh:
+            fh.write(Path(f"{enc_key}.pub").read_text())
+        nodes = [Node(h.name, h.netns, h.address, h.dir, h.host_pub, h.sshd) for h in sim.hosts.values()]
+        yield Lab(tmp, nodes[0], nodes[1], sim.key, enc_key, other, sim.lab_home)
     finally:
-        for node in nodes:
-            if node.proc and node.proc.poll() is None:
-                node.proc.terminate()
-                try:
-                    node.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait(10)
-        for ns in created_ns:
-            # processes a test left in a namespace (a server it failed to stop) go with it
-            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-        sh("ip", "link", "del", CTL_IF, check=False)
-        for ns in reversed(created_ns):
-            sh("ip", "netns", "del", ns, check=False)
+        sim.close()
 
 
 @pytest.fixture
@@ -312,8 +211,10 @@ def _two_host_redis(host_a: SshHost, host_b: SshHost, tmp_path: Path) -> None:
     facts = host_facts(host_a)
     assert facts["host"] == "a" and facts["cores"] >= 1 and "facts_error" not in facts
 
+    from orchestrator import paths
+
     ledger = Ledger("labtest", tmp_path / "ledger")
-    native = Native("native", Native.Options(), host_a, ledger, tmp_path / "native")
+    native = Native("native", Native.Options(), host_a, ledger, paths.runs_dir() / "labtest" / "native")
     workload = Redis()
     iface = ipaddress.IPv4Interface(f"{host_a.lab_address}/24")
     attachment = Attachment(iface.ip, iface.network, iface.ip, "", nic="host")

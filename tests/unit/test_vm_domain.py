@@ -8,7 +8,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from orchestrator.virt.domain import BridgeNic, DomainSpec, SriovNic, domain_xml, kernel_cmdline, pci_address_attrs
+from orchestrator.virt.domain import (
+    BridgeNic,
+    DirectNic,
+    DomainSpec,
+    SriovNic,
+    domain_xml,
+    kernel_cmdline,
+    pci_address_attrs,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="virt-xml-validate not installed")
 
@@ -39,12 +47,22 @@ VARIANTS = {
     "sriov": dict(nics=[SriovNic("0000:3b:02.1", "52:54:00:aa:bb:cc")]),
     "sriov-kvm-pinned": dict(domain_type="kvm", vcpu_pins=[1], nics=[SriovNic("0000:af:10.7", "52:54:00:01:02:03")]),
     "no-nic-user-qemu": dict(nics=[], run_as_root=False),
+    "lab-host-macvtap": dict(nics=[DirectNic("eth0", "52:54:00:aa:bb:cc")]),
 }
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_variant_validates_against_libvirt_schema(tmp_path, variant):
     validate(tmp_path, domain_xml(spec(**VARIANTS[variant])))
+
+
+def test_guest_on_a_lab_host_sits_on_a_macvtap_of_its_experiment_interface():
+    import xml.etree.ElementTree as ET
+
+    iface = ET.fromstring(domain_xml(spec(nics=[DirectNic("enp1s0f1", "52:54:00:aa:bb:cc")]))).find("devices/interface")
+    assert iface is not None and iface.get("type") == "direct"
+    assert iface.find("source").attrib == {"dev": "enp1s0f1", "mode": "bridge"}
+    assert iface.find("model").get("type") == "virtio" and iface.find("mac").get("address") == "52:54:00:aa:bb:cc"
 
 
 def test_structure_of_a_pinned_hugepage_guest():

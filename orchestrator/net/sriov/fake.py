@@ -322,7 +322,7 @@ class FakeSystem(LocalSystem):
 
     def add_to_group(self, pci: str, group: int) -> None:
         """Put a device (e.g. the ROOT_PORT bridge, or another NIC) into IOMMU group `group` too."""
-        with self._state() as st:
+        with self._state():
             members = self.sysfs / "kernel" / "iommu_groups" / str(group) / "devices"
             (members / pci).symlink_to(self._dev(pci))
 
