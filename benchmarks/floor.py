@@ -103,7 +103,7 @@ def main() -> None:
         t0 = time.monotonic()
         dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
         try:
-            t1 = ready(spec["address"], spec["port"], deadline, lambda: dom.isActive(), pool)
+            t1 = ready(spec["address"], spec["port"], deadline, dom.isActive, pool)
         finally:
             dom.destroy()
             conn.close()

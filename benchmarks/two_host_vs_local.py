@@ -13,7 +13,8 @@ namespaces, own sshd each, host A its own libvirtd; subnet 10.115.0.0/24), then:
     10.116.0.0/24), and a table of the medians side by side with the ratio remote / local.
 
 Usage (root): .venv/bin/python benchmarks/two_host_vs_local.py [--reps 5] [--blocks 1]
-              [--platforms native,runc,gvisor,linux-vm,osv,rumprun]   (osv, rumprun: `testbed images import ... --name it-redis`)
+              [--platforms native,runc,gvisor,linux-vm,osv,rumprun]
+       (osv, rumprun: `testbed images import ... --name it-redis` first)
 """
 
 from __future__ import annotations

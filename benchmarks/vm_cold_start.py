@@ -136,7 +136,7 @@ def bare_runs(n: int, labnet: LabNet, ledger: Ledger, client: NetnsExecutor, wor
                 if proc.poll() is not None:
                     raise RuntimeError(f"bare qemu exited: {(d / 'qemu.log').read_text()[-300:]}")
                 try:
-                    if wl.probe(lambda: client.connect(str(att.address), wl.port, 1.0)):
+                    if wl.probe(lambda: client.connect(str(att.address), wl.port, 1.0)):  # noqa: B023 -- called at once
                         break
                 except OSError:
                     pass

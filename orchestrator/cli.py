@@ -453,7 +453,8 @@ def collect(hosts: tuple[str, ...], lab_file: Path, store_path: str | None, remo
 @click.option("--runs-older-than", "runs_older_than", metavar="DURATION",
               help="Also remove per-run scratch directories ($TESTBED_HOME/runs/ID) untouched for DURATION "
                    "(e.g. 7d, 12h, 30m) whose run is not live.")
-@click.option("--store", "store_path", help="Result store whose killed runs are marked (default: $TESTBED_HOME/results.sqlite).")
+@click.option("--store", "store_path",
+              help="Result store whose killed runs are marked (default: $TESTBED_HOME/results.sqlite).")
 def gc(include_live: bool, runs_older_than: str | None, store_path: str | None) -> None:
     """Reclaim what killed runs left behind (namespaces, links, containers, processes, domains, half
     image copies), here and on lab hosts (reconnecting with the lab file's host keys), and mark runs
@@ -521,7 +522,8 @@ def sriov_vfs(pf: str, count: int, autoprobe: bool | None) -> None:
     host = host_sriov()
     match = next((p for p in host.pfs if pf in (p.name, p.pci_address)), None)
     if match is None:
-        raise TestbedError(f"sriov vfs: {pf} is not an SR-IOV PF here (PFs: {', '.join(p.name for p in host.pfs) or 'none'})")
+        pfs = ", ".join(p.name for p in host.pfs) or "none"
+        raise TestbedError(f"sriov vfs: {pf} is not an SR-IOV PF here (PFs: {pfs})")
     changed = set_num_vfs(LocalSystem(), match.pci_address, count, autoprobe=autoprobe,
                           busy=lambda: [f"{s.vf.pci_address} by {s.holder}" for s in vf_states(host)
                                         if s.pf.pci_address == match.pci_address and s.holder])

@@ -92,7 +92,7 @@ def wait_ready(instance: Instance, workload: Workload, make_socket: SocketFactor
                 sock.setblocking(True)
                 sock.settimeout(PROBE_TIMEOUT)
                 try:
-                    if workload.probe(lambda: sock):
+                    if workload.probe(lambda: sock):  # noqa: B023 -- called before the loop goes on
                         tl.mark("ready")
                         return
                     last_error = "port open but the probe's answer was wrong"

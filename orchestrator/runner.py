@@ -263,7 +263,7 @@ class Runner:
             self.client_netns = None
         self.net = net
         self.make_socket: SocketFactory = (lambda: executor.call(plain_socket)) if executor else plain_socket
-        self.connector = (lambda a, p, t: executor.connect(a, p, t)) if executor else None
+        self.connector = executor.connect if executor else None
         runnable = [c for c in self.plan.cells if c not in skipped]
         for name in dict.fromkeys(c.platform for c in runnable):
             self.reporter.phase(f"preparing {name}")

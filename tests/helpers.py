@@ -15,26 +15,28 @@ TESTBED = str(Path(sys.executable).with_name("testbed"))
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([TESTBED, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "COLUMNS": "160", **(env or {})})
+                          env={**os.environ, "COLUMNS": "160", **(env or {})}, check=False)
 
 
 def leftovers(run_id: str) -> list[str]:
     """Everything testbed could have left of a run: namespaces, links, containers, processes."""
     found = []
-    for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n"):
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for ns in netns.split("\n"):
         if ns.startswith(f"tb-{run_id}-"):
             found.append(f"netns {ns.split()[0]}")
-    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.split("\n"):
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    for line in links.split("\n"):
         parts = line.split(": ")
         if len(parts) > 1 and parts[1].startswith(f"tb{run_id}"):
             found.append(f"link {parts[1]}")
     # runc spells its quiet flag -q, Debian's runsc only -quiet; a list that fails is itself a finding.
     for binary, root, quiet in (("runc", "/run/testbed-runc", "-q"), ("runsc", "/run/testbed-runsc", "-quiet")):
-        res = subprocess.run([binary, "--root", root, "list", quiet], capture_output=True, text=True)
+        res = subprocess.run([binary, "--root", root, "list", quiet], capture_output=True, text=True, check=False)
         if res.returncode != 0:
             found.append(f"{binary} list failed: {res.stderr.strip()[:200]}")
         found += [f"{binary} {c}" for c in res.stdout.split() if f"-{run_id}-" in c]
-    procs = subprocess.run(["pgrep", "-af", f"/runs/{run_id}/"], capture_output=True, text=True).stdout
+    procs = subprocess.run(["pgrep", "-af", f"/runs/{run_id}/"], capture_output=True, text=True, check=False).stdout
     found += [f"process {p}" for p in procs.strip().split("\n") if p and "pgrep" not in p]
     return found
 
@@ -93,7 +95,7 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
                            "--disable-extensions", f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT)
+                          capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT, check=False)
 
 
 def distinct_colours(png: Path) -> int:

@@ -230,5 +230,17 @@ class LoadBenchmark(Benchmark):
         """One run of the tool at one sweep point; a failing tool yields failed Measurements, not an exception."""
 
 
-__all__ = ["Benchmark", "BenchmarkOptions", "ColdStartBenchmark", "LoadBenchmark", "ClientSide", "Measurement",
-           "Target", "Connector", "Watch", "MAX_REPETITIONS", "with_raw", "sweep_values"]
+__all__ = [
+    "MAX_REPETITIONS",
+    "Benchmark",
+    "BenchmarkOptions",
+    "ClientSide",
+    "ColdStartBenchmark",
+    "Connector",
+    "LoadBenchmark",
+    "Measurement",
+    "Target",
+    "Watch",
+    "sweep_values",
+    "with_raw",
+]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -132,7 +133,7 @@ def parse_memaslap(text: str) -> dict:
         if len(values) == len(GLOBAL_COLUMNS):
             out[f"global_{kind.lower()}"] = dict(zip(GLOBAL_COLUMNS, map(float, values)))
     for kind, events, block in RE_EVENTS.findall(text):
-        stats = {k.lower(): float(v) for k, v in RE_FIELD.findall(block)}
+        stats: dict[str, Any] = {k.lower(): float(v) for k, v in RE_FIELD.findall(block)}
         dist: list[int] = []
         for start, counts in RE_DIST.findall(block):
             start = int(start)

@@ -39,7 +39,7 @@ KEYVAL = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 
 
 class NetperfOptions(BenchmarkOptions):
-    tests: list[Test] = Field(default_factory=lambda: ["TCP_STREAM", "TCP_RR"], min_length=1)
+    tests: list[Test] = Field(default_factory=lambda: ["TCP_STREAM", "TCP_RR"], min_length=1)  # type: ignore[arg-type]  # literal list
     message_sizes: list[int] = Field(default_factory=lambda: [1024], min_length=1,
                                      description="bytes: send size (_STREAM/_MAERTS) or request=response size (_RR)")
     length: int = Field(5, ge=1, le=600, description="seconds each netperf test runs (-l)")
@@ -128,7 +128,7 @@ def measurements(test: str, size: int, fields: dict[str, str], params: dict) -> 
         if key != "TRANSACTION_RATE" and value < 0:
             raise ValueError(f"netperf printed {key}={value}: no latency histogram")
         out.append(Measurement(metric, value, unit, params))
-    if out[0].value <= 0:
+    if (out[0].value or 0) <= 0:
         raise ValueError("netperf completed no transaction")
     return out
 

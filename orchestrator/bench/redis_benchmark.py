@@ -24,7 +24,7 @@ CSV_METRICS = {
 
 class RedisBenchmarkOptions(BenchmarkOptions):
     tests: list[Literal["set", "get", "incr", "lpush", "rpush", "lpop", "rpop", "sadd", "hset", "ping_inline",
-                        "ping_mbulk", "mset"]] = Field(default_factory=lambda: ["set", "get"], min_length=1)
+                        "ping_mbulk", "mset"]] = Field(default_factory=lambda: ["set", "get"], min_length=1)  # type: ignore[arg-type]  # literal list
     requests: list[int] = Field(default_factory=lambda: [20000], min_length=1)
     clients: list[int] = Field(default_factory=lambda: [50], min_length=1)
     value_size: int = Field(128, ge=1, le=1 << 20)

@@ -31,10 +31,10 @@ EXPECTED = {"gettimeofday": ("gettimeofday_syscall", "gettimeofday_vdso"), "getp
 
 class SyscallsOptions(BenchmarkOptions):
     tests: list[Literal["gettimeofday", "getppid", "openclose"]] = Field(
-        default_factory=lambda: ["gettimeofday", "openclose"], min_length=1)
+        default_factory=lambda: ["gettimeofday", "openclose"], min_length=1)  # type: ignore[arg-type]  # literal list
     calls: int = Field(200_000, ge=1, le=MAX_CALLS, description="loop length of gettimeofday and getppid")
     openclose_calls: int = Field(20_000, ge=1, le=MAX_CALLS, description="loop length of openclose")
-    files: list[Literal["rootfs", "tmp", "host-tmpfs"]] = Field(default_factory=lambda: ["rootfs"], min_length=1,
+    files: list[Literal["rootfs", "tmp", "host-tmpfs"]] = Field(default_factory=lambda: ["rootfs"], min_length=1,  # type: ignore[arg-type]
                                                   description="where openclose's file is")
     timeout: float = Field(120.0, gt=0, description="seconds one request may take")
 

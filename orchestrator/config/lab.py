@@ -128,7 +128,7 @@ class LabHost(BaseModel):
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not an IP address; expected the host's address on the experiment link")
+            raise ValueError(f"{value!r} is not an IP address; expected the host's address on the experiment link") from None
         return value
 
     @field_validator("testbed_home")

@@ -61,7 +61,8 @@ class LocalHost:
         environ = {**os.environ, **env} if env else None
         if abort is None:
             try:
-                proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, env=environ)
+                proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, env=environ,
+                                      check=False)
             except subprocess.TimeoutExpired as exc:
                 raise CommandTimeout(f"{' '.join(full)} did not finish within {timeout:g} s") from exc
             result = CommandResult(full, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)

@@ -196,12 +196,12 @@ class SshHost:
                 key = self.identity_file or "the default keys in ~/.ssh"
                 raise SshError(f"{self._where()}: authentication failed for user {self.user!r} with key {key} "
                                f"(key authentication only)") from None
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 client.close()
                 raise SshError(f"{self._where()}: unreachable: no answer within {self.connect_timeout:g} s") from None
             except paramiko.ssh_exception.NoValidConnectionsError as exc:
                 client.close()
-                reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+                reason = "; ".join(sorted({getattr(e, "strerror", None) or str(e) for e in exc.errors.values()}))
                 raise SshError(f"{self._where()}: unreachable: {reason}") from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 client.close()
@@ -309,7 +309,7 @@ class SshHost:
             code = chan.recv_exit_status() if reason is None else -9
             if code == -1 and reason is None:  # closed without an exit status: the session was killed
                 raise SshError(f"{self._where()}: the connection was lost while {full[0]} ran")
-        except socket.timeout:
+        except TimeoutError:
             raise CommandTimeout(f"{self.name}: {' '.join(full)} stalled (no data within the channel timeout)") from None
         finally:
             chan.close()
@@ -340,7 +340,9 @@ class SshHost:
         try:
             sftp = client.open_sftp()
             try:
-                sftp.get_channel().settimeout(timeout)
+                channel = sftp.get_channel()
+                assert channel is not None, "an open SFTP session has a channel"
+                channel.settimeout(timeout)
                 sftp.put(str(local), part)
                 sftp.chmod(part, local.stat().st_mode & 0o7777)
             finally:
@@ -361,7 +363,9 @@ class SshHost:
         try:
             sftp = client.open_sftp()
             try:
-                sftp.get_channel().settimeout(timeout)
+                channel = sftp.get_channel()
+                assert channel is not None, "an open SFTP session has a channel"
+                channel.settimeout(timeout)
                 sftp.get(remote, str(local))
             finally:
                 sftp.close()

@@ -248,4 +248,4 @@ class RemotePathReclaimer(Reclaimer, kind="remote-path"):
         host_from_meta(meta).run(["rm", "-rf", "--", name], timeout=120, check=False)
 
 
-__all__ = ["put_tree", "stage_tree", "ship_file", "send_tree", "local_listing", "remote_listing", "forget_checks"]
+__all__ = ["forget_checks", "local_listing", "put_tree", "remote_listing", "send_tree", "ship_file", "stage_tree"]

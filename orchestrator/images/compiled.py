@@ -38,7 +38,7 @@ def compile_root() -> Path:
 
 def _compiler_version(cc: str) -> str:
     try:
-        proc = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=20)
+        proc = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=20, check=False)
     except FileNotFoundError:
         raise MissingToolError(f"{cc} is not installed; it compiles testbed's C programs (apt-get install "
                                f"{' '.join(BUILD_PACKAGES)})") from None
@@ -70,7 +70,7 @@ def _compiled(source: str, name: str, cache_root: str, cc: str, cflags: tuple[st
         tmp = out_dir / f".{name}.tmp"
         argv = [cc, *cflags, "-o", str(tmp), str(src)]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise TestbedError(f"compiling {src.name} took more than {COMPILE_TIMEOUT} s") from None
         if proc.returncode != 0:

@@ -64,7 +64,7 @@ def _run(argv: list[str], *, timeout: float = TOOL_TIMEOUT, cwd: Path | None = N
     if shutil.which(argv[0]) is None:
         raise MissingToolError(f"{argv[0]} is not installed; run ./setup.sh")
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise TestbedError(f"{' '.join(argv)} did not finish within {timeout:g} s") from exc
     if proc.returncode != 0:

@@ -30,7 +30,7 @@ def package_versions(packages: tuple[str, ...] | list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pkg in packages:
         proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}|${Version}", pkg], capture_output=True, text=True,
-                              timeout=20)
+                              timeout=20, check=False)
         status, _, version = proc.stdout.partition("|")
         if proc.returncode != 0 or "installed" not in status.split():
             raise MissingToolError(f"Debian package {pkg} is not installed; run ./setup.sh (or apt-get install {pkg})")
@@ -40,7 +40,7 @@ def package_versions(packages: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 def shared_libraries(binary: str) -> list[str]:
     """Absolute paths of every shared object `binary` loads, the dynamic loader included."""
-    proc = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=20)
+    proc = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=20, check=False)
     if proc.returncode != 0:
         if "not a dynamic executable" in proc.stdout + proc.stderr:
             return []

@@ -109,7 +109,7 @@ class AddressPool:
 
 def random_mac() -> str:
     # Locally administered, unicast, with testbed's fixed prefix so leftovers are recognisable.
-    return "52:54:00:%02x:%02x:%02x" % (random.randrange(256), random.randrange(256), random.randrange(256))
+    return "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
 
 
 def link_label(label: str, width: int = 6) -> str:

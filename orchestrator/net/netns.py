@@ -104,7 +104,8 @@ class NetnsExecutor:
         if not netns_exists(netns):
             raise TestbedError(f"network namespace {netns} does not exist")
         self.netns = netns
-        self._pool = ThreadPoolExecutor(max_workers=1, initializer=_enter, initargs=(netns,), thread_name_prefix=f"netns-{netns}")
+        self._pool = ThreadPoolExecutor(max_workers=1, initializer=_enter, initargs=(netns,),
+                                        thread_name_prefix=f"netns-{netns}")
 
     def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
         return self._pool.submit(fn, *args, **kwargs).result()
@@ -135,6 +136,14 @@ def port_in_use(address: str, port: int, netns: str | None) -> bool:
 
 
 __all__ = [
-    "ip", "add_netns", "delete_netns", "delete_link", "netns_exists", "link_exists",
-    "NetnsExecutor", "CommandFailed", "set_sysctl", "port_in_use",
+    "CommandFailed",
+    "NetnsExecutor",
+    "add_netns",
+    "delete_link",
+    "delete_netns",
+    "ip",
+    "link_exists",
+    "netns_exists",
+    "port_in_use",
+    "set_sysctl",
 ]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..net.labnet import Attachment, LabNetwork
     from ..workloads.base import Workload
 
-__all__ = ["Platform", "PlatformOptions", "Instance", "Timeline", "PHASES", "now"]
+__all__ = ["PHASES", "Instance", "Platform", "PlatformOptions", "Timeline", "now"]
 
 
 class PlatformOptions(BaseModel):

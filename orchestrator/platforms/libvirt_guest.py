@@ -46,7 +46,7 @@ LAB_HOST_TOOLS = (Tool("virt-ssh-helper", "libvirt-daemon", (), "libvirt guests 
 
 
 class GuestOptions(PlatformOptions):
-    # memory_mb's default and floor differ per guest: subclasses declare it.
+    memory_mb: int = Field(256, ge=32)  # default and floor differ per guest: subclasses override it
     uri: str = DEFAULT_URI
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     vcpus: int = Field(1, ge=1, le=64)
@@ -137,7 +137,7 @@ GO = TypeVar("GO", bound=GuestOptions)
 
 
 class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
-    Options = GuestOptions
+    Options: ClassVar[type[PlatformOptions]] = GuestOptions
     # Option values recorded in provenance(), in this order (then libvirt_uri).
     provenance_options: ClassVar[tuple[str, ...]] = ("nic", "machine", "vcpus", "memory_mb", "vcpu_pins")
 
@@ -269,6 +269,7 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
     def domain_spec(self, name: str, workload: Workload, nic, console_path, **boot) -> DomainSpec:
         """The domain fields every guest sets the same way; `boot` adds kernel/initrd/cmdline and the rest."""
         o = self.options
+        assert self.accel is not None, "prepare() decides the accelerator before any domain is built"
         return DomainSpec(
             name=name, console_log=self.site.path(console_path), domain_type=self.accel.domain_type, machine=o.machine,
             vcpus=o.vcpus, memory_mib=o.memory_mb, vcpu_pins=o.vcpu_pins, emulator_pins=o.cpus, nics=[nic],

@@ -110,15 +110,14 @@ class LinuxVm(LibvirtGuestPlatform[LinuxVmOptions], kind="linux-vm"):
                 raise ConfigError(f"platform {self.name}: hugepages: true needs {o.memory_mb} MiB of free hugepages, "
                                   f"the host has {free_mib} MiB (set hugepages for the host and run testbed provision)")
         caps = ET.fromstring(self.conn.call(self.conn.conn.getCapabilities, what="getCapabilities"))
-        machines = set()
+        machines: set[str] = set()
         for guest in caps.iter("guest"):
             arch = guest.find("arch")
             if arch is None or arch.get("name") != "x86_64":
                 continue
             for m in arch.iter("machine"):
-                machines.add(m.text)
-                if m.get("canonical"):
-                    machines.add(m.get("canonical"))
+                machines.add(m.text or "")
+                machines.add(m.get("canonical") or "")
         if o.machine not in machines:
             known = ", ".join(sorted(x for x in machines if x and not x[-1].isdigit()) or sorted(machines)[:5])
             raise ConfigError(f"platform {self.name}: machine {o.machine!r} is not supported by QEMU on "

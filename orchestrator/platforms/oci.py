@@ -39,7 +39,8 @@ class Oci(OciPlatform[OciOptions], kind="oci"):
         return self.options.runtime
 
     @property
-    def state_root(self) -> str:  # type: ignore[override]  (per runtime, so two runtimes never share state)
+    # per runtime, so two runtimes never share state
+    def state_root(self) -> str:  # type: ignore[override]
         return f"/run/testbed-oci-{self.options.runtime}"
 
     def global_flags(self) -> list[str]:

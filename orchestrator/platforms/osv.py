@@ -26,7 +26,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ..errors import ConfigError
 from ..images.cache import Image
@@ -66,7 +66,7 @@ DEFAULT_CMDLINES = {
 
 class OsvOptions(UnikernelOptions):
     boot: Literal["kernel", "disk"] = "kernel"
-    osv_options: list[str] = []  # more loader options, e.g. ["--rootfs=zfs"] or ["--verbose"]
+    osv_options: list[str] = Field(default_factory=list)  # more loader options, e.g. ["--rootfs=zfs"] or ["--verbose"]
 
     @field_validator("osv_options")
     @classmethod

@@ -27,7 +27,7 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ..errors import ConfigError
 from ..images.cache import Image
@@ -56,7 +56,7 @@ DEFAULT_CMDLINES = {
 
 
 class RumprunOptions(UnikernelOptions):
-    env: dict[str, str] = {}  # environment of the application ("env": "K=V" each)
+    env: dict[str, str] = Field(default_factory=dict)  # environment of the application ("env": "K=V" each)
     fstype: str = "blk"  # for every imported data disk
     iface: str = "vioif0"  # vioif0 for virtio; the VF driver's name (e.g. ixg0) for nic: sriov
 

@@ -214,7 +214,7 @@ def _close_masters(control_dir: Path) -> None:
     for sock in control_dir.iterdir():
         try:
             subprocess.run(["ssh", "-S", str(sock), "-O", "exit", "testbed-control"], capture_output=True,
-                           timeout=10)
+                           timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
             log.debug("could not close ssh master %s", sock)
     shutil.rmtree(control_dir, ignore_errors=True)

@@ -69,4 +69,4 @@ def run_checks(host: Host) -> list[Check]:
     return results
 
 
-__all__ = ["Check", "DoctorCheck", "run_checks", "PASS", "WARN", "FAIL", "tool_version", "declared_tools"]
+__all__ = ["FAIL", "PASS", "WARN", "Check", "DoctorCheck", "declared_tools", "run_checks", "tool_version"]

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ConfigError
+import itertools
 
 CONFIRM_MODES = ("both", "nights", "raw")
 # Bonferroni split of alpha between the three candidates (see candidates()): half to tonight alone,
@@ -177,7 +178,7 @@ def breakpoints(y: np.ndarray, floor: float, cfg: DetectorConfig) -> list[int]:
     bkps = SEGMENTERS[cfg.method](z, pen, cfg.min_size)
     while bkps:
         segs = segments(n, bkps)
-        ps = [nightly_t(y, a, b, floor)[2] for a, b in zip(segs, segs[1:])]
+        ps = [nightly_t(y, a, b, floor)[2] for a, b in itertools.pairwise(segs)]
         weakest = int(np.argmax(ps))
         if ps[weakest] <= MERGE_ALPHA:
             break
@@ -187,7 +188,7 @@ def breakpoints(y: np.ndarray, floor: float, cfg: DetectorConfig) -> list[int]:
 
 def segments(n: int, bkps: Sequence[int]) -> list[Segment]:
     edges = [0, *bkps, n]
-    return [Segment(a, b) for a, b in zip(edges, edges[1:])]
+    return [Segment(a, b) for a, b in itertools.pairwise(edges)]
 
 
 # --- confirmation ---------------------------------------------------------------------------
@@ -325,7 +326,7 @@ def change_points(medians: Sequence[float], raw: Sequence[Sequence[float]], cfg:
     floor = within_se(raw)
     segs = segments(len(y), breakpoints(y, floor, cfg))
     looks = max(1, len(y) - 2 * cfg.min_size + 1)
-    return [compare(y, raw, a, b, floor, looks) for a, b in zip(segs, segs[1:])]
+    return [compare(y, raw, a, b, floor, looks) for a, b in itertools.pairwise(segs)]
 
 
 # --- verdicts ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .numbers import fmt, fmt_p
 from .stats import Flag, Ranking, direction
+import itertools
 
 if TYPE_CHECKING:
     from .store import SampleRow
@@ -232,7 +233,7 @@ def check_cliffs(groups: list[Group]) -> None:
         keys = {k for g in metric_groups for k in g.point}
         for key in sorted(keys):
             for line in sweep_lines(metric_groups, key):
-                for left, right in zip(line, line[1:]):
+                for left, right in itertools.pairwise(line):
                     scale = max(numeric(left.point[key]) or 1, numeric(right.point[key]) or 1) / \
                         max(min(numeric(left.point[key]) or 1, numeric(right.point[key]) or 1), 1e-12)
                     for platform in set(left.per_platform) & set(right.per_platform):

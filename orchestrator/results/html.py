@@ -209,7 +209,8 @@ def render_report(store: Store, run_ids: Sequence[str], *, papers: Mapping[str, 
         suites.setdefault(s["info"]["suite"], []).append(s)
     histories = {suite: history_section(store, suite) for suite in suites}
     return environment().get_template("report.html.j2").render(
-        suites=suites, histories=histories, generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=__version__, ci_method=CI_METHOD,
+        suites=suites, histories=histories, generated=time.strftime("%Y-%m-%d %H:%M:%S"), version=__version__,
+        ci_method=CI_METHOD,
         min_n_interval=MIN_N_INTERVAL, min_n_p95=MIN_N_P95, ranking_legend=RANKING_LEGEND, store=str(store.path))
 
 

@@ -38,7 +38,7 @@ STATUS_ORDER = (REGRESSION, IMPROVEMENT, CHANGE, CONFIGURATION_CHANGE, NOT_ENOUG
 class NightlyConfig:
     """What the night's verdict is measured against (defaults from benchmarks/detection_power.py)."""
 
-    detector: DetectorConfig = DetectorConfig()
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
     threshold: float = 0.05                       # smallest relative change worth a verdict
     metric_thresholds: Mapping[str, float] = field(default_factory=dict)  # per metric name
     min_nights: int = 5                           # nights of the current configuration before any verdict
@@ -120,8 +120,8 @@ class NightlyReport:
         counts = ", ".join(f"{len(self.of(st))} {plural.get(st, st)}" for st in STATUS_ORDER
                            if self.of(st) or st == REGRESSION)
         d = self.config.detector
-        out.append(f"nightly {self.suite}: run {self.run_id} ({when(self.started)}), {len(self.verdicts)} series: {counts}; {d.method} change points, FDR {d.alpha:g} "
-                   f"(Benjamini-Hochberg), threshold {self.config.threshold:.0%}")
+        out.append(f"nightly {self.suite}: run {self.run_id} ({when(self.started)}), {len(self.verdicts)} series: {counts}; "
+                   f"{d.method} change points, FDR {d.alpha:g} (Benjamini-Hochberg), threshold {self.config.threshold:.0%}")
         return out
 
 

@@ -245,7 +245,7 @@ def run_host(info: dict) -> str:
 def duration(started: float | None, finished: float | None) -> str:
     if started is None or finished is None:
         return "-"
-    s = int(round(finished - started))
+    s = round(finished - started)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 

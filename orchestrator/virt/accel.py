@@ -139,7 +139,7 @@ _REPROBE = False
 
 def set_reprobe(value: bool = True) -> None:
     """`--reprobe`: probe again instead of trusting the cached verdict (this process)."""
-    global _REPROBE
+    global _REPROBE  # noqa: PLW0603 -- a process-wide switch set once by the CLI
     _REPROBE = value
     _CHOICES.clear()
 

@@ -59,7 +59,7 @@ def with_timeout(fn: Callable[..., T], *args, timeout: float, what: str) -> T:
     def run() -> None:
         try:
             box["value"] = fn(*args)
-        except BaseException as exc:  # handed to the caller's thread
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread, which re-raises it
             box["error"] = exc
         finally:
             done.set()

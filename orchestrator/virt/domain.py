@@ -138,8 +138,9 @@ def domain_element(spec: DomainSpec) -> ET.Element:
     _sub(dom, "vcpu", str(spec.vcpus), **vcpu_attrs)
     if spec.vcpu_pins or spec.emulator_pins:
         tune = _sub(dom, "cputune")
-        for i in range(spec.vcpus if spec.vcpu_pins else 0):
-            _sub(tune, "vcpupin", vcpu=str(i), cpuset=str(spec.vcpu_pins[i % len(spec.vcpu_pins)]))
+        pins = spec.vcpu_pins or []
+        for i in range(spec.vcpus if pins else 0):
+            _sub(tune, "vcpupin", vcpu=str(i), cpuset=str(pins[i % len(pins)]))
         if spec.emulator_pins:
             _sub(tune, "emulatorpin", cpuset=_cpuset(spec.emulator_pins))
     os_el = _sub(dom, "os")

@@ -75,7 +75,7 @@ class LibvirtTunnel:
         while not self._stop.is_set():
             try:
                 sock, _ = self._server.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -60,6 +60,7 @@ def unikernel_element(spec: UnikernelSpec) -> ET.Element:
     base = replace(spec.base, kernel=spec.base.kernel or "unused", initrd="unused")
     dom = domain_element(base)
     os_el = dom.find("os")
+    assert os_el is not None, "domain_element always writes <os>"
     for tag in ("initrd",) if spec.boot == "kernel" else ("kernel", "initrd", "cmdline"):
         el = os_el.find(tag)
         if el is not None:
@@ -67,6 +68,7 @@ def unikernel_element(spec: UnikernelSpec) -> ET.Element:
     if spec.boot == "disk":
         ET.SubElement(os_el, "boot", {"dev": "hd"})
     devices = dom.find("devices")
+    assert devices is not None, "domain_element always writes <devices>"
     # Disks first among the devices (libvirt's own order), after the optional <emulator>.
     at = 1 if devices.find("emulator") is not None else 0
     for i, disk in enumerate(spec.disks):

@@ -149,7 +149,7 @@ benchmarks:
 def test_a_tool_that_runs_out_of_time_is_a_failed_sample(tmp_path):
     # 20 million raw system calls cannot finish in 0.5 s anywhere: the sample is failed with the
     # reason, never a number, and the request after it is not read from the abandoned loop.
-    outcome, rows, raw = run_suite(tmp_path, """\
+    _outcome, rows, _raw = run_suite(tmp_path, """\
 name: it-timeout
 repetitions: 1
 platforms: {native: {}}

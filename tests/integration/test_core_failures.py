@@ -68,7 +68,7 @@ def test_workload_that_never_becomes_ready(tmp_path):
     assert res.returncode == 1
     lines = error_lines(res.stderr)
     assert len(lines) == 1 and "gave no correct answer to its readiness probe within 3 s (port closed" in lines[0]
-    (run_id, status, reason, samples), = runs(store)
+    (run_id, status, _reason, samples), = runs(store)
     assert status == "failed" and samples == 1  # the failure is a sample with its reason
     assert leftovers(run_id) == []
 
@@ -125,7 +125,7 @@ def test_interrupted_run_keeps_samples_and_releases_everything(tmp_path, sig):
     assert proc.returncode == 130, stderr
     lines = error_lines(stderr)
     assert len(lines) == 1 and f"run {run_id} interrupted by SIG" in lines[0] and "samples kept" in lines[0]
-    (rid, status, reason, samples), = runs(store)
+    (_rid, status, _reason, samples), = runs(store)
     assert status == "interrupted" and samples >= 6
     assert leftovers(run_id) == []
 

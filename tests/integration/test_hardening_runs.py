@@ -71,7 +71,7 @@ def test_sigkilled_run_is_reconciled_as_killed_and_cleaned_up(tmp_path):
     gc = run_cli("gc", "--store", str(store), timeout=120)
     assert gc.returncode == 0, gc.stderr
     assert leftovers(run_id) == [], gc.stdout
-    (rid, status, reason, samples), = runs(store)
+    (_rid, status, reason, samples), = runs(store)
     assert status == "killed" and "SIGKILL" in reason and samples >= before  # no committed sample lost
     home = Path(os.environ["TESTBED_HOME"])
     assert (home / "runs" / run_id).is_dir()
@@ -130,7 +130,7 @@ def test_disk_filling_during_a_run_is_one_line_and_keeps_what_was_committed(tmp_
     db = sqlite3.connect(store)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
-    (rid, status, reason, samples), = runs(store)
+    (_rid, status, reason, samples), = runs(store)
     # The space the store reserved at the run's start let the run's end be recorded.
     assert samples >= before and status == "failed" and "disk is full" in reason, (status, reason)
     assert sorted(os.listdir(small_fs)) == ["r.sqlite", "r.sqlite-shm", "r.sqlite-wal"] or \
@@ -142,7 +142,7 @@ def test_sigkilled_run_resumes_with_no_duplicate_and_no_missing_repetition(tmp_p
     completes in place, every repetition exactly once."""
     store = tmp_path / "r.sqlite"
     reps = 12
-    proc, run_id, before = start_run(tmp_path, store, reps=reps, min_samples=10)
+    proc, run_id, _before = start_run(tmp_path, store, reps=reps, min_samples=10)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert run_cli("gc", "--store", str(store), timeout=120).returncode == 0

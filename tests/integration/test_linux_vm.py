@@ -40,7 +40,7 @@ READY_TIMEOUT = 120.0
 
 def virsh_domains() -> list[str]:
     out = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
-                         text=True, timeout=30).stdout
+                         text=True, timeout=30, check=False).stdout
     return [d for d in out.split() if d]
 
 
@@ -48,7 +48,7 @@ def vm_leftovers(run_id: str) -> list[str]:
     found = leftovers(run_id)
     found += [f"domain {d}" for d in virsh_domains() if d.startswith(f"tb-{run_id}-")
                or d.startswith(f"tb-probe-{os.getpid()}-")]
-    procs = subprocess.run(["pgrep", "-af", f"guest=tb-{run_id}-"], capture_output=True, text=True).stdout
+    procs = subprocess.run(["pgrep", "-af", f"guest=tb-{run_id}-"], capture_output=True, text=True, check=False).stdout
     found += [f"qemu {p}" for p in procs.splitlines() if p and "pgrep" not in p]
     return found
 
@@ -133,7 +133,7 @@ def test_serves_workload_under_tcg(run, cache, workload_cls):
     if wl.name == "redis":
         out = subprocess.run(["ip", "netns", "exec", r.labnet.client_ns, "redis-benchmark", "-h", inst.address,
                               "-p", str(wl.port), "-n", "2000", "-c", "4", "-t", "set,get", "-q"],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, check=False)
         assert out.returncode == 0, out.stderr
         assert "SET:" in out.stdout and "GET:" in out.stdout, out.stdout
     name = inst.name

@@ -9,7 +9,8 @@ from orchestrator import errors
 
 
 def test_paths_inside_home_are_returned_resolved(private_home):
-    assert paths.inside_home(private_home / "runs" / "abc" / "native") == (private_home / "runs" / "abc" / "native").resolve()
+    path = private_home / "runs" / "abc" / "native"
+    assert paths.inside_home(path) == path.resolve()
     assert paths.inside_home(private_home / "runs" / "x" / ".." / "y") == (private_home / "runs" / "y").resolve()
 
 

@@ -146,7 +146,7 @@ def test_memaslap_without_latency_and_partial():
 
 def test_memaslap_cfg_cmd_mix():
     cfg = memcached_load.cfg_cmd(64, 128, 1, 10)
-    assert "key\n64 64 1\nvalue\n128 128 1\ncmd\n0 0.090909\n1 0.909091\n" == cfg
+    assert cfg == "key\n64 64 1\nvalue\n128 128 1\ncmd\n0 0.090909\n1 0.909091\n"
 
 
 # --- tbsysbench (syscalls) ------------------------------------------------------------------

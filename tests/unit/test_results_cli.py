@@ -107,7 +107,7 @@ def test_summary_export(store_path, tb):
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert {"median", "ci_low", "ci_reason", "tail_name", "flag_names"} <= set(rows[0])
     data = json.loads(tb("results", "B", "--store", str(store_path), "--format", "json", "--summary").stdout)
-    assert data["summary"] and data["groups"][0]["ranking"] is not None or data["groups"][0]["notes"] == []
+    assert (data["summary"] and data["groups"][0]["ranking"] is not None) or data["groups"][0]["notes"] == []
     samples = json.loads(tb("results", "B", "--store", str(store_path), "--format", "json").stdout)
     assert "provenance" in samples["samples"][0]
 

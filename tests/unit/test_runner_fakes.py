@@ -58,7 +58,7 @@ def test_step_order_and_teardown_on_success(tmp_path):
     kinds = [k for k, _ in EVENTS]
     # two cold starts: attach -> launch -> stop -> release each; then one instance for the load cell
     assert kinds[:2] == ["net", "platform-attach"]
-    for i in range(3):
+    for _ in range(3):
         assert kinds.count("launch") == 3 and kinds.count("stop") == 3 and kinds.count("release") == 3
     first_launch, first_stop = kinds.index("launch"), kinds.index("stop")
     assert first_launch < first_stop < kinds.index("release")

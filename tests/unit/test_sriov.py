@@ -332,7 +332,8 @@ def test_guest_driver_support(tmp_path):
     assert linux_driver_for("pci:v000015B3d0000101Esv000015B3sd00000000bc02sc00i00", full) == "mlx5_core"
     # a VF on vfio-pci is named by the host kernel's alias for its ids
     vf.driver = "vfio-pci"
-    assert guest_vf_problem("osv", vf, host_modules=full).startswith("osv has no driver for VF 0000:3b:02.0 (8086:1889, iavf)")
+    problem = guest_vf_problem("osv", vf, host_modules=full)
+    assert problem.startswith("osv has no driver for VF 0000:3b:02.0 (8086:1889, iavf)")
 
 
 def test_vf_modules_of_a_kernel(tmp_path):

@@ -200,8 +200,8 @@ def test_vfs_in_use_outside_testbed_are_skipped_with_the_reason(tmp_path):
     fresh = h.pool("r2")
     with pytest.raises(ResourceBusyError):
         fresh.lease(owner="dom")
-    assert ("VF 0000:3b:02.1 skipped: opened through /dev/vfio/%d by pid 4242 (qemu-system-x86), which testbed did "
-            "not lease it to" % h.vf(1).iommu_group) in fresh.notes
+    assert (f"VF 0000:3b:02.1 skipped: opened through /dev/vfio/{h.vf(1).iommu_group} by pid 4242 (qemu-system-x86), "
+            "which testbed did not lease it to") in fresh.notes
 
 
 def test_no_vf_while_its_pf_is_assigned_whole(host):
@@ -236,7 +236,8 @@ def test_libvirt_managed_lease_restores_what_libvirt_reattached(tmp_path):
     h.fake.rebind_outside("0000:3b:02.0", "uio_pci_generic")
     [problem] = lease.release()
     assert problem == "VF 0000:3b:02.0 is bound to uio_pci_generic now, not to a driver testbed set; left as it is"
-    with pytest.raises(ResourceBusyError, match="0000:3b:02.0: not restored after an earlier lease: VF 0000:3b:02.0 is bound"):
+    message = "0000:3b:02.0: not restored after an earlier lease: VF 0000:3b:02.0 is bound"
+    with pytest.raises(ResourceBusyError, match=message):
         pool.lease(owner="next")
 
 

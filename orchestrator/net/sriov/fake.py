@@ -159,7 +159,8 @@ class FakeSystem(LocalSystem):
         info = st["devices"][pci]
         override = _override(dev)
         pf = info.get("pf_pci")
-        autoprobe = pf is None or (self.sysfs / "bus/pci/devices" / pf / "sriov_drivers_autoprobe").read_text().strip() == "1"
+        autoprobe = pf is None or (
+            self.sysfs / "bus/pci/devices" / pf / "sriov_drivers_autoprobe").read_text().strip() == "1"
         driver = override or (info["native"] if autoprobe else None)
         if driver and (self.sysfs / "bus" / "pci" / "drivers" / driver).is_dir():
             self._bind(st, pci, driver)

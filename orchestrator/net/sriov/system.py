@@ -64,7 +64,7 @@ class LocalSystem:
     def run(self, argv: list[str], *, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> str:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, "LC_ALL": "C"})
+                                  env={**os.environ, "LC_ALL": "C"}, check=False)
         except FileNotFoundError as exc:
             raise MissingToolError(f"{argv[0]} is not installed (needed for SR-IOV)") from exc
         except subprocess.TimeoutExpired as exc:
