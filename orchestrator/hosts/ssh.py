@@ -23,8 +23,9 @@ import shlex
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import paramiko
 
@@ -336,17 +337,10 @@ class SshHost:
         if self._sha256(remote, timeout) == want:
             return
         part = f"{remote}.tbpart-{secrets.token_hex(4)}"
-        client = self.connect()
         try:
-            sftp = client.open_sftp()
-            try:
-                channel = sftp.get_channel()
-                assert channel is not None, "an open SFTP session has a channel"
-                channel.settimeout(timeout)
+            with self._sftp(timeout) as sftp:
                 sftp.put(str(local), part)
                 sftp.chmod(part, local.stat().st_mode & 0o7777)
-            finally:
-                sftp.close()
         except (OSError, paramiko.SSHException) as exc:
             self.run(["rm", "-f", "--", part], timeout=30, check=False)
             raise SshError(f"{self._where()}: copying {local} to {remote} failed: {exc}") from None
@@ -359,18 +353,23 @@ class SshHost:
     def get(self, remote: str, local: Path, *, timeout: float) -> None:
         """Copy a file from the host with SFTP; the caller compares checksums (the remote file may be
         the one thing that differs between two reads)."""
-        client = self.connect()
         try:
-            sftp = client.open_sftp()
-            try:
-                channel = sftp.get_channel()
-                assert channel is not None, "an open SFTP session has a channel"
-                channel.settimeout(timeout)
+            with self._sftp(timeout) as sftp:
                 sftp.get(remote, str(local))
-            finally:
-                sftp.close()
         except (OSError, paramiko.SSHException) as exc:
             raise SshError(f"{self._where()}: copying {remote} from the host failed: {exc}") from None
+
+    @contextmanager
+    def _sftp(self, timeout: float) -> Iterator[paramiko.SFTPClient]:
+        """An SFTP session on the open connection whose every read and write times out after `timeout` s."""
+        sftp = self.connect().open_sftp()
+        try:
+            channel = sftp.get_channel()
+            assert channel is not None, "an open SFTP session has a channel"
+            channel.settimeout(timeout)
+            yield sftp
+        finally:
+            sftp.close()
 
     def _sha256(self, path: str, timeout: float) -> str | None:
         res = self.run(["sha256sum", "--", path], timeout=timeout, check=False)
