@@ -123,7 +123,8 @@ def runsc_platforms(host: Host) -> list[str]:
     """The platforms this host's runsc was built with (`runsc help platforms`)."""
     if host.name not in _PLATFORMS:
         res = host.run(["runsc", "help", "platforms"], timeout=20, check=False)
-        _PLATFORMS[host.name] = [w for w in res.stdout.split() if re.fullmatch(r"[a-z][a-z0-9_-]*", w)]
+        words = {w for w in res.stdout.split() if re.fullmatch(r"[a-z][a-z0-9_-]*", w)}
+        _PLATFORMS[host.name] = sorted(words)  # runsc prints them in Go's random map order
     return _PLATFORMS[host.name]
 
 

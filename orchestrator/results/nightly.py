@@ -281,6 +281,8 @@ def series_history(store: Store, suite_name: str, host: str | None = None, metri
         h = SeriesHistory(s.key, s.unit, s.nights, [], [], [])
         offset = 0
         segs = s.configuration_segments()
+        if not segs:  # every sample of the series failed or could not run: no night to draw
+            continue
         for i, seg in enumerate(segs):
             if i:
                 h.config_changes.append(HistoryMark(offset, "configuration: " + "; ".join(

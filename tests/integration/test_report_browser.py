@@ -22,7 +22,7 @@ def quickstart_report(tmp_path_factory):
     suite.write_text(re.sub(r"subnet: \S+", f"subnet: {SUBNET}", text))
     store = d / "r.sqlite"
     res = run_cli("run", str(suite), "--store", str(store), timeout=1500)
-    m = re.search(r"run ([0-9a-f]{6}): \d+ samples", res.stdout)
+    m = re.search(r"run ([0-9a-f]{6,}): \d+ samples", res.stdout)
     assert m, res.stdout[-2000:] + res.stderr[-2000:]
     run_id = m.group(1)
     assert leftovers(run_id) == []
