@@ -146,7 +146,9 @@ def check_too_short(groups: list[Group], index: RunIndex) -> None:
                                                     f"run it longer"))
                 continue
             s = g.per_platform[platform]
-            if s.n >= MIN_N_ZERO_SPREAD and s.min == s.max and g.unit not in COUNT_UNITS:
+            # Every run exactly 0 % (e.g. no TCP retransmission): an absence of events, not a coarse clock.
+            no_events = s.max == 0 and g.unit == "%"
+            if s.n >= MIN_N_ZERO_SPREAD and s.min == s.max and g.unit not in COUNT_UNITS and not no_events:
                 _add(g, platform, Flag("too short", f"zero spread across {s.n} runs ({fmt(s.min or 0)} {g.unit} "
                                                     f"each): a quantized or discrete output, not precision"))
 

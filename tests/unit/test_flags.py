@@ -89,6 +89,9 @@ def test_memaslap_log2_bucket_zero_spread_is_too_short(tmp_path):
     # a count that is always zero is not a quantized measurement
     add(store, "r1", "native", "socket_errors", [0.0] * 5, kind="memaslap", unit="count", params=params)
     assert names(find(groups(store), "socket_errors"), "native") == []
+    # nor is a percentage of events that never happened (no retransmission in any run)
+    add(store, "r1", "native", "tcp_retrans_pct_server", [0.0] * 5, kind="memaslap", unit="%", params=params)
+    assert names(find(groups(store), "tcp_retrans_pct_server"), "native") == []
 
 
 def test_cliff_along_a_sweep(tmp_path):
