@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TESTBED_HOME", tempfile.mkdtemp(prefix="testbed-floor-"))
 
+from orchestrator import paths  # noqa: E402
 from orchestrator.hosts.local import LocalHost  # noqa: E402
 from orchestrator.images.cache import ImageCache  # noqa: E402
 from orchestrator.ledger import Ledger  # noqa: E402
@@ -120,6 +122,12 @@ def floor_once(kind: str, tmp: Path, ledger: Ledger, labnet: LabNet, i: int) -> 
 
 
 def _capture_xml(name, xml, workdir, timeline, attachment):
+    # The launch removes its per-launch initrd when create fails; the floor boots a copy of it.
+    initrd = Path(workdir) / "initrd.img"
+    if initrd.exists():
+        kept = Path(workdir).with_name(f"{Path(workdir).name}-floor-initrd.img")
+        shutil.copyfile(initrd, kept)
+        xml = xml.replace(f"<initrd>{initrd}</initrd>", f"<initrd>{kept}</initrd>")
     raise Captured(xml=xml)
 
 
@@ -135,7 +143,7 @@ def main() -> None:
     ap.add_argument("--platforms", default="native,runc,gvisor,linux-vm")
     args = ap.parse_args()
     kinds = args.platforms.split(",")
-    with tempfile.TemporaryDirectory(prefix="testbed-floor-") as d:
+    with tempfile.TemporaryDirectory(prefix="floor-", dir=paths.home()) as d:  # scratch inside TESTBED_HOME
         tmp = Path(d)
         store = Store(tmp / "r.sqlite")
         ledger = Ledger("floorbench")

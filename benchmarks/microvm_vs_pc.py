@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TESTBED_HOME", tempfile.mkdtemp(prefix="testbed-microvm-bench-"))
 
+from orchestrator import paths  # noqa: E402
 from orchestrator.plan import load_plan  # noqa: E402
 from orchestrator.results.store import Store  # noqa: E402
 from orchestrator.runner import Runner  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="testbed-microvm-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="microvm-bench-", dir=paths.home()) as tmp:  # inside TESTBED_HOME
         workdir = Path(tmp)
         store = Store(workdir / "r.sqlite")
         results: dict[str, list[dict[str, float]]] = {n: [] for n in PLATFORMS}

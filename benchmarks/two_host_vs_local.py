@@ -51,7 +51,13 @@ METRICS = ("startup_ms", "phase_process_started_ms", "phase_port_open_ms", "requ
 
 def suite(path: Path, subnet: str, platforms: list[str], reps: int, lab_file: Path | None) -> Path:
     lab = f", lab_file: {lab_file}" if lab_file else ""
-    placement = "placement: {server_host: a, client_host: b}\n" if lab_file else ""
+    # Both simulated hosts share this machine's CPUs: pin them as the local run's auto placement does
+    # (server on the upper half, load generator on the lower), so the ratio is SSH and the link, not
+    # two unpinned sides competing for the same cores.
+    half = (os.cpu_count() or 2) // 2
+    server, client = list(range(half, 2 * half)), list(range(half))
+    placement = (f"placement: {{server_host: a, client_host: b, server_cpus: {server}, client_cpus: {client}}}\n"
+                 if lab_file else "")
     body = "".join(f"  {p}: {PLATFORMS[p]}\n" for p in platforms)
     path.write_text(f"""\
 name: two-host-quickstart
