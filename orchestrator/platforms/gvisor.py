@@ -140,7 +140,7 @@ def kvm_problem(host: Host, ledger) -> str | None:
         problem = f"/dev/kvm on {host.name} is not readable and writable by testbed's user"
     else:
         root = host.run(["mktemp", "-d", "/tmp/testbed-runsc-kvm-probe.XXXXXX"], timeout=10).stdout.strip()
-        ledger.acquire(PROBE_LEDGER_KIND, root, host=host.name)
+        ledger.acquire(PROBE_LEDGER_KIND, root, **{"host": host.name, **host.connection_meta()})
         try:
             # timeout(1) sends TERM first, so runsc tears its sandbox down; KILL 5 s later if it does not.
             argv = ["timeout", "-k", "5", str(KVM_PROBE_SECONDS), "runsc", "--root", root, "--network=none",
@@ -172,9 +172,9 @@ def reclaim_probe_root(host: Host, root: str) -> None:
 
 class RunscProbeReclaimer(Reclaimer, kind=PROBE_LEDGER_KIND):
     def reclaim(self, name: str, meta: dict) -> None:
-        from ..hosts.local import LocalHost
+        from ..hosts.ssh import host_for_entry
 
-        reclaim_probe_root(LocalHost(), name)
+        reclaim_probe_root(host_for_entry(meta), name)  # on a lab host: reconnected by its entry
 
 
 class Gvisor(HostTmpfsMounts, OciPlatform[GvisorOptions], kind="gvisor"):

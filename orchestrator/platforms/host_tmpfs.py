@@ -13,8 +13,7 @@ oci_config.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LaunchError, TestbedError
@@ -64,7 +63,7 @@ class HostTmpfsMounts:
         """This run's directory on the host tmpfs (made at the first launch, with its marker)."""
         if self._host_tmpfs is None:
             path = f"{HOST_TMPFS_ROOT}/{PREFIX}{self.workdir.parent.name}-{self.name}"
-            self.ledger.acquire(LEDGER_KIND, path, host=self.host.name)
+            self.ledger.acquire(LEDGER_KIND, path, **{"host": self.host.name, **self.host.connection_meta()})
             try:
                 self.host.run(["mkdir", "-p", "-m", "0755", path], timeout=10)
                 self.host.run(["touch", f"{path}/{HOST_TMPFS_MARKER}"], timeout=10)
@@ -88,16 +87,24 @@ class HostTmpfsMounts:
     def close(self) -> None:
         try:
             if self._host_tmpfs is not None:
-                self.host.run(["rm", "-rf", "--one-file-system", self._host_tmpfs], timeout=30, check=False)
+                remove_host_tmpfs_dir(self.host, self._host_tmpfs)
                 self.ledger.release(LEDGER_KIND, self._host_tmpfs)
                 self._host_tmpfs = None
         finally:
             super().close()  # type: ignore[misc]
 
 
+def remove_host_tmpfs_dir(host: Host, name: str) -> None:
+    """Remove one of testbed's host tmpfs directories on `host`; anything else is refused."""
+    path = PurePosixPath(name)
+    if path.parent != PurePosixPath(HOST_TMPFS_ROOT) or not path.name.startswith(PREFIX) or \
+            host.run(["test", "-L", name], timeout=10, check=False).ok:
+        raise TestbedError(f"{name}: not a testbed host tmpfs directory; left alone")
+    host.run(["rm", "-rf", "--one-file-system", name], timeout=30, check=False)
+
+
 class HostTmpfsReclaimer(Reclaimer, kind=LEDGER_KIND):
     def reclaim(self, name: str, meta: dict) -> None:
-        path = Path(name)
-        if path.parent != Path(HOST_TMPFS_ROOT) or not path.name.startswith(PREFIX) or path.is_symlink():
-            raise TestbedError(f"{name}: not a testbed host tmpfs directory; left alone")
-        shutil.rmtree(path, ignore_errors=True)
+        from ..hosts.ssh import host_for_entry
+
+        remove_host_tmpfs_dir(host_for_entry(meta), name)  # on a lab host: reconnected by its entry

@@ -153,6 +153,9 @@ class RunscHost:
     def which(self, tool: str) -> str | None:
         return f"/usr/bin/{tool}"
 
+    def connection_meta(self) -> dict:
+        return {}  # this machine, as far as the ledger is concerned
+
     def run(self, argv, *, timeout, check=True, netns=None, input=None, env=None, abort=None) -> CommandResult:
         argv = list(argv)
         out, rc = "", 0

@@ -189,6 +189,28 @@ def test_host_tmpfs_reclaimer_only_removes_its_own_directories(tmp_path):
         HostTmpfsReclaimer().reclaim("/dev/shm/other", {})
 
 
+def test_host_tmpfs_directory_is_removed_on_the_host_it_was_made_on():
+    from orchestrator.errors import TestbedError
+    from orchestrator.platforms.host_tmpfs import remove_host_tmpfs_dir
+
+    class LabHost:  # records commands; `test -L` answers as the host's file system would
+        def __init__(self, symlink: bool):
+            self.symlink, self.calls = symlink, []
+
+        def run(self, argv, *, timeout, check=True, **kw):
+            self.calls.append(list(argv))
+            rc = 0 if argv[:2] != ["test", "-L"] or self.symlink else 1
+            return CommandResult(list(argv), rc, "", "", 0.0)
+
+    host = LabHost(symlink=False)
+    remove_host_tmpfs_dir(host, "/dev/shm/testbed-abc123-runc")
+    assert host.calls[-1] == ["rm", "-rf", "--one-file-system", "/dev/shm/testbed-abc123-runc"]
+    link = LabHost(symlink=True)
+    with pytest.raises(TestbedError, match="not a testbed host tmpfs directory"):
+        remove_host_tmpfs_dir(link, "/dev/shm/testbed-abc123-runc")
+    assert not any(c[0] == "rm" for c in link.calls)
+
+
 # --- run --check's estimate ------------------------------------------------------------------------
 def test_estimate_counts_launches_runs_and_guest_slowdown(tmp_path):
     p = tmp_path / "s.yaml"
