@@ -32,6 +32,13 @@ class CommandResult:
         return " | ".join(text[-lines:])
 
 
+def lost_host_reason(proc: "Process") -> str | None:
+    """Why a process can no longer be told apart from a dead one: its lab host stopped answering
+    (SshHost's processes record that; a local process never does)."""
+    lost = getattr(proc, "unreachable", None)
+    return f"no word from it: its lab host stopped answering ({lost})" if lost else None
+
+
 class Process(Protocol):
     """A long-running command started with Host.spawn (a server, a runtime, a VMM)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hosts.base import Host, Process, on_host
+from ..hosts.base import Host, Process, lost_host_reason, on_host
 from ..images.cache import Image, ImageCache
 from ..tools import Tool
 from ..workloads.base import Workload
@@ -21,10 +21,7 @@ class NativeInstance(Instance):
         return self.proc.alive()
 
     def exit_reason(self) -> str:
-        lost = getattr(self.proc, "unreachable", None)
-        if lost:  # it may well still run: its lab host stopped answering
-            return f"no word from it: its lab host stopped answering ({lost})"
-        return f"process exited with {self.proc.returncode()}: {self.proc.log_tail()}"
+        return lost_host_reason(self.proc) or f"process exited with {self.proc.returncode()}: {self.proc.log_tail()}"
 
     def stop(self, *, fast: bool = False) -> None:
         self.proc.stop(grace=0 if fast else 5.0)

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import ClassVar, Generic, TypeVar
 
 from ..errors import HostError, LaunchError, TestbedError
-from ..hosts.base import Host, Process, on_host
+from ..hosts.base import Host, Process, lost_host_reason, on_host
 from ..hosts.ssh import host_for_entry
 from ..hosts.transfer import stage_tree
 from ..images.cache import Image, ImageCache
@@ -42,10 +42,8 @@ class OciInstance(Instance):
         return self.proc.alive()
 
     def exit_reason(self) -> str:
-        lost = getattr(self.proc, "unreachable", None)
-        if lost:  # it may well still run: its lab host stopped answering
-            return f"no word from it: its lab host stopped answering ({lost})"
-        return f"{self.platform.runtime} exited with {self.proc.returncode()}: {self.proc.log_tail()}"
+        return lost_host_reason(self.proc) or \
+            f"{self.platform.runtime} exited with {self.proc.returncode()}: {self.proc.log_tail()}"
 
     def stop(self, *, fast: bool = False) -> None:
         try:
