@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__, paths
-from .errors import ConfigError, NotRunnableError, TestbedError
+from .errors import ConfigError, DataError, NotRunnableError, TestbedError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -297,7 +297,6 @@ def _paper_suite(store, run_id: str):
     from pydantic import ValidationError
 
     from .config.papers import PaperSuite
-    from .errors import ConfigError
 
     info = store.run_info(run_id)
     try:
@@ -466,8 +465,6 @@ def gc(include_live: bool, runs_older_than: str | None, store_path: str | None) 
         try:
             older_than = ledger.parse_duration(runs_older_than)
         except ValueError as exc:
-            from .errors import ConfigError
-
             raise ConfigError(f"--runs-older-than: {exc}") from None
     done: list[str] = []
     store = None
@@ -746,6 +743,8 @@ def history(suite: str, store_path: str | None, host: str | None, threshold: flo
     shown = [h for h in series_history(store, _suite_name(suite), host=host, metric=metric, config=cfg)
              if platform is None or h.key.platform == platform]
     if not shown:
+        if platform is None:  # every series of the suite is failed or not-runnable samples only
+            raise DataError(f"suite {suite!r}: no night with a measured value in {store.path}")
         raise ConfigError(f"--platform {platform}: no series of suite {suite!r} on that platform")
     for h in shown:
         print_history(h)

@@ -35,7 +35,7 @@ from ..units import convert
 from .numbers import fmt, fmt_p
 from .stats import MIN_N_INTERVAL, RatioCI, rank, ratio_ci, repetitions_needed
 from .store import SampleRow
-from .summary import Group, summarize_rows
+from .summary import Group, point_text, summarize_rows
 
 if TYPE_CHECKING:
     from ..config.papers import ClaimModel, PaperModel, PublishedModel
@@ -314,7 +314,7 @@ def paired(groups: list[Group], baselines: list[Group], keys: set[str]) -> list[
 
 
 def _point_label(point: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(point.items()))
+    return point_text(point, set(point))  # every key of the point
 
 
 def evaluate_claim(claim: ClaimModel, groups: list[Group], facts: PlatformFacts,

@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from scipy import stats as sstats
-
 from ..errors import DataError
 from .changepoint import Change, DetectorConfig, change_points, classify, decisive_p, describe_test, latest_change
 from .fingerprint import diff, diff_maps
 from .history import Night, Series, SeriesKey, extract_series
 from .numbers import fmt
-from .stats import direction
+from .stats import benjamini_hochberg, direction
 from .store import Store
 
 REGRESSION, IMPROVEMENT, CHANGE, OK = "regression", "improvement", "change", "ok"
@@ -183,7 +181,7 @@ def analyze_nightly(store: Store, suite_name: str, host: str | None = None, conf
     judged = [_judge(s, tonight["run_id"], config) for s in series]
     tested = [(v, c, nights) for v, c, nights in judged if v.status == OK]
     ps = [decisive_p(c, config.detector.confirm) if c else 1.0 for _, c, _ in tested]
-    adjusted = list(sstats.false_discovery_control(ps, method="bh")) if ps else []
+    adjusted = benjamini_hochberg(ps)
     for (v, c, nights), p_adj in zip(tested, adjusted):
         if c is None:
             continue

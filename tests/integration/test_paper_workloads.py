@@ -72,7 +72,7 @@ def run(tmp_path_factory):
     rows = list(store.samples(outcome.run_id))
     assert leftovers(outcome.run_id) == []
     assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"testbed-{outcome.run_id}")]
-    return outcome, rows, paths.runs_dir() / outcome.run_id / "client" / "raw"
+    return outcome, rows, paths.runs_dir() / outcome.run_id / "client"  # one raw/ directory per platform
 
 
 def ok(rows, benchmark, metric, platform):
@@ -109,7 +109,9 @@ def test_ab_fixed_counts_fresh_connections_and_keepalive(run, platform):
     keep = ok(rows, "dl-keepalive", "requests_per_s", platform)
     assert len(keep) == 2 and keep[0].params["keepalive"] is True
     assert ok(rows, "dl-keepalive", "latency_p99_ms", platform)  # 200 requests: ab's p99 is in range
-    for f in raw.glob("ab-*.out"):  # every raw output the run kept parses
+    kept = sorted(raw.glob(f"{platform}/raw/ab-*.out"))
+    assert kept  # the run kept ab's own output for this platform
+    for f in kept:  # and every one of them parses
         assert ab.parse_ab(f.read_text())["complete"] > 0
 
 

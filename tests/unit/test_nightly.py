@@ -214,3 +214,16 @@ def test_suite_nightly_block_sets_thresholds_and_the_command_line_wins(tmp_path)
     suite.write_text(suite.read_text().replace("threshold: 0.1", "threshold: -1"))
     res = run_cli("nightly", str(suite), "--no-run")
     assert res.returncode == 2 and "nightly.threshold" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_history_of_a_suite_with_no_measured_night_is_one_line(tmp_path):
+    from nightly_history import DEFAULT_METRICS
+
+    path = tmp_path / "results.sqlite"
+    s = Store(path)
+    for night in range(3):  # every sample of every series failed: no series has a night to show
+        seed_night(s, night, failed={f"{m.platform}/{m.metric}" for m in DEFAULT_METRICS})
+    s.close()
+    res = run_cli("history", "nightly", "--store", str(path))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "suite 'nightly': no night with a measured value" in res.stderr
