@@ -22,7 +22,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from ..digest import sha256_file
 from ..errors import CommandTimeout, TransferError
@@ -157,17 +157,30 @@ def send_tree(host: StreamHost, local: Path, remote_dir: str, *, timeout: float)
                             f"{err.decode(errors='replace').strip()[-200:]}")
 
 
+def _send_checked(host: StreamHost, local: Path, want: dict, part: str, dest: str, *, timeout: float,
+                  failed: Callable[[str], str], digest: str | None = None) -> None:
+    """Copy `local` to `part` on the host, compare it there with `want`, then put it in place of
+    `dest` (first writing `digest` into its marker file, for a cache entry). The partial copy is
+    removed when anything fails; after the rename there is nothing left to remove."""
+    try:
+        send_tree(host, local, part, timeout=timeout)
+        problem = first_difference(want, remote_listing(host, part, timeout=timeout) or {})
+        if problem:
+            raise TransferError(failed(problem))
+        script, args = 'rm -rf -- "$2" && mv -T -- "$1" "$2"', [part, dest]
+        if digest is not None:
+            script, args = 'printf "%s\\n" "$3" > "$1/' + DIGEST_MARKER + '" && ' + script, [*args, digest]
+        host.run(["sh", "-c", script, "sh", *args], timeout=timeout)
+    except BaseException:
+        host.run(["rm", "-rf", "--", part], timeout=timeout, check=False)
+        raise
+
+
 def put_tree(host: StreamHost, local: Path, remote: str, *, timeout: float) -> None:
     """`local` at `remote` on the host, checked there; what was at `remote` before is replaced."""
     part = f"{remote.rstrip('/')}{PART}{secrets.token_hex(4)}"
-    try:
-        send_tree(host, local, part, timeout=timeout)
-        problem = first_difference(local_listing(local), remote_listing(host, part, timeout=timeout) or {})
-        if problem:
-            raise TransferError(f"{host.name}: copy of {local} to {remote} failed its check: {problem}")
-        host.run(["sh", "-c", 'rm -rf -- "$2" && mv -T -- "$1" "$2"', "sh", part, remote], timeout=timeout)
-    finally:
-        host.run(["rm", "-rf", "--", part], timeout=timeout, check=False)
+    _send_checked(host, local, local_listing(local), part, remote, timeout=timeout,
+                  failed=lambda problem: f"{host.name}: copy of {local} to {remote} failed its check: {problem}")
 
 
 def cache_root(host: Host) -> str:
@@ -198,15 +211,10 @@ def stage_tree(host: StreamHost, local: Path, name: str, digest: str, ledger: "L
     part = f"{cache_root(host)}/.{name}{PART}{secrets.token_hex(4)}"
     ledger.acquire("remote-path", part, **host.connection_meta())
     try:
-        send_tree(host, local, part, timeout=timeout)
-        problem = first_difference(want, remote_listing(host, part, timeout=timeout) or {})
-        if problem:
-            raise TransferError(f"image {name}: the copy on {host.name} failed its sha256 check: {problem}; "
-                                f"the copy was removed")
-        host.run(["sh", "-c", 'printf "%s\\n" "$3" > "$1/' + DIGEST_MARKER + '" && rm -rf -- "$2" && '
-                  'mv -T -- "$1" "$2"', "sh", part, entry, digest], timeout=timeout)
+        _send_checked(host, local, want, part, entry, timeout=timeout, digest=digest,
+                      failed=lambda problem: f"image {name}: the copy on {host.name} failed its sha256 check: "
+                                             f"{problem}; the copy was removed")
     finally:
-        host.run(["rm", "-rf", "--", part], timeout=timeout, check=False)
         ledger.release("remote-path", part)
     with _LOCK:
         _VERIFIED.add(key)

@@ -281,8 +281,7 @@ class LibvirtGuestPlatform(Platform[GO], Generic[GO]):
         """Define and start the transient domain; `requested` is marked just before libvirt is asked."""
         (workdir / "domain.xml").write_text(xml)
         console = self.site.console(self.site.path(workdir / "console.log"))
-        if isinstance(console, RemoteConsole):
-            console.start()
+        console.start()  # a lab host's console is followed from before the domain exists
         try:
             create_transient(self.conn, self.ledger, name, xml, before_create=lambda: timeline.mark("requested"))
         except LaunchError as exc:

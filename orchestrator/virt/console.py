@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ..errors import HostError
+
 log = logging.getLogger(__name__)
 
 PRINTK = re.compile(r"^\[\s*(\d+\.\d+)\]\s?(.*)$")
@@ -108,6 +110,9 @@ class ConsoleFile:
         self.parser = ConsoleParser()
         self._fh: BinaryIO | None = None
 
+    def start(self) -> None:
+        """Nothing to do before the guest exists: the file is read from its start when it appears."""
+
     def poll(self) -> list[Event]:
         if self._fh is None:
             try:
@@ -140,7 +145,6 @@ class RemoteConsole:
     def __init__(self, host, path: str):
         self.host = host
         self.path = path
-        self.offset = 0
         self.parser = ConsoleParser()
         self.error: str | None = None  # why the console cannot be followed (the host stopped answering)
         self._chan = None
@@ -153,8 +157,6 @@ class RemoteConsole:
     def poll(self) -> list[Event]:
         if self._closed or self.error:
             return []
-        from ..errors import HostError
-
         try:
             chan = self._chan
             if chan is None:
@@ -167,7 +169,6 @@ class RemoteConsole:
             return []
         if not data:
             return []
-        self.offset += len(data)
         return self.parser.feed(data)
 
     def close(self) -> None:
