@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 from ..errors import MissingToolError, TestbedError
@@ -68,7 +68,7 @@ def compiled_modules(sources: tuple[str, ...]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".python-http-pycache-", dir=out.parent))
     try:
         # The paths inside the tree name the final directory: compile there through the prefix of `out`.
-        proc = subprocess.run([PYTHON, "-S", "-I", "-B", "-X", f"pycache_prefix={tmp}", "-c", COMPILE, *sources],
+        proc = subprocess.run(interpreter_argv("-c", COMPILE, *sources, pycache=str(tmp)),
                               capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:
             raise TestbedError(f"compiling the python-http modules failed: {proc.stderr.strip()[-200:]}")
@@ -83,7 +83,7 @@ def compiled_modules(sources: tuple[str, ...]) -> Path:
 
 
 def module_closure() -> tuple[str, ...]:
-    """The standard-library files the program needs, with their .pyc files where Debian compiled them."""
+    """The standard-library source files the program imports (their bytecode: compiled_modules)."""
     if not Path(PYTHON).exists():
         raise MissingToolError(f"{PYTHON} is not installed; apt-get install python3.11-minimal (./setup.sh)")
     try:
@@ -110,6 +110,14 @@ def pyc_files(tree: Path, sources: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+@cache
+def program_modules() -> tuple[tuple[str, ...], Path]:
+    """The program's module sources and their compiled tree, once per process (as compiled.py's
+    builds): each workload instance would otherwise run the interpreter and hash it again."""
+    sources = module_closure()
+    return sources, compiled_modules(sources)
+
+
 class PythonHttpOptions(WorkloadOptions):
     pass
 
@@ -120,13 +128,8 @@ class PythonHttp(Workload, kind="python-http"):
     tools = (Tool("python3.11", "python3.11-minimal", ("python3.11", "--version"), "python-http workload"),)
 
     @cached_property
-    def _modules(self) -> tuple[tuple[str, ...], Path]:
-        sources = module_closure()
-        return sources, compiled_modules(sources)
-
-    @cached_property
     def _recipe(self) -> ImageRecipe:
-        sources, tree = self._modules
+        sources, tree = program_modules()
         return ImageRecipe(packages=("python3.11-minimal", "libpython3.11-minimal"), binaries=(PYTHON,),
                            files=sources + pyc_files(tree, sources), directories=(f"{STDLIB}/lib-dynload", "/tmp"))
 
@@ -137,7 +140,7 @@ class PythonHttp(Workload, kind="python-http"):
         shutil.copyfile(PROGRAM, config_dir / PROGRAM.name)
 
     def server_argv(self, config_path: str) -> list[str]:
-        return interpreter_argv(f"{config_path}/{PROGRAM.name}", str(self.port), pycache=str(self._modules[1]))
+        return interpreter_argv(f"{config_path}/{PROGRAM.name}", str(self.port), pycache=str(program_modules()[1]))
 
     def probe(self, connect: Connect) -> bool:
         with connect() as s:
