@@ -603,16 +603,16 @@ def images_webroot(directory: Path) -> None:
 
 # --- nightly and history (orchestrator/results/nightly.py) ------------------------------------
 
-def _suite_name(suite: str) -> str:
-    """A suite file's name (the `name:` inside it), or SUITE itself when it is not a file."""
+def _suite_plan(suite: str):
+    """SUITE's plan when it is a suite file (loaded once per command), None when it is a suite's name."""
     path = Path(suite)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         from .plan import load_plan
 
         if not path.is_file():
             raise ConfigError(f"{suite}: no such suite file")
-        return load_plan(path).name
-    return suite
+        return load_plan(path)
+    return None
 
 
 def _history_store(path: str | None):
@@ -635,15 +635,11 @@ def _threshold(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
 
 
 def _nightly_config(threshold: float | None, metric_thresholds: dict[str, float], min_nights: int | None,
-                    suite: str | None = None):
+                    plan=None):
     """The command line's settings over the suite file's `nightly:` block over the defaults."""
     from .results.nightly import NightlyConfig
 
-    settings = None
-    if suite is not None and Path(suite).is_file():
-        from .plan import load_plan
-
-        settings = load_plan(Path(suite)).model.nightly
+    settings = plan.model.nightly if plan is not None else None
     default = NightlyConfig()
     return NightlyConfig(
         threshold=threshold if threshold is not None else (settings.threshold if settings and settings.threshold
@@ -706,16 +702,15 @@ def nightly(suite: str, store_path: str | None, host: str | None, threshold: flo
         from .config.lab import load_lab
 
         load_lab(lab_file).host(host)
-    config = _nightly_config(threshold, metric_thresholds, min_nights, suite)  # a bad suite: one line, first
-    name = _suite_name(suite)
+    plan = _suite_plan(suite)  # a bad suite: one line, first
+    config = _nightly_config(threshold, metric_thresholds, min_nights, plan)
+    name = plan.name if plan is not None else suite
     if not no_run and run_id is None:
-        from .plan import load_plan
-
-        if not Path(suite).is_file():
+        if plan is None:
             raise ConfigError(f"{suite}: no such suite file; pass the suite's file to run it, or --no-run to judge "
                               f"the runs of suite {suite!r} already in the store")
         # A night whose cells failed is still a night (its failures are in the verdicts' context).
-        run_id = _run_plan(load_plan(Path(suite)), _store(store_path), trust_new_host_key=trust_new_host_key).run_id
+        run_id = _run_plan(plan, _store(store_path), trust_new_host_key=trust_new_host_key).run_id
     store = _history_store(store_path)
     report = analyze_nightly(store, name, host=host, config=config, run_id=run_id)
     for text in report.lines():
@@ -739,8 +734,10 @@ def history(suite: str, store_path: str | None, host: str | None, threshold: flo
     from .results.nightly import series_history
 
     store = _history_store(store_path)
-    cfg = _nightly_config(threshold, metric_thresholds, min_nights, suite)
-    shown = [h for h in series_history(store, _suite_name(suite), host=host, metric=metric, config=cfg)
+    plan = _suite_plan(suite)
+    cfg = _nightly_config(threshold, metric_thresholds, min_nights, plan)
+    shown = [h for h in series_history(store, plan.name if plan is not None else suite, host=host, metric=metric,
+                                       config=cfg)
              if platform is None or h.key.platform == platform]
     if not shown:
         if platform is None:  # every series of the suite is failed or not-runnable samples only

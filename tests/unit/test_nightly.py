@@ -201,16 +201,16 @@ def test_cli_a_corrupted_store_is_one_line(tmp_path):
 
 
 def test_suite_nightly_block_sets_thresholds_and_the_command_line_wins(tmp_path):
-    from orchestrator.cli import _nightly_config
+    from orchestrator.cli import _nightly_config, _suite_plan
 
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\nplatforms: {native: {}}\nworkloads: {redis: {}}\nbenchmarks: {boot: {kind: startup}}\n"
                      "nightly: {threshold: 0.1, metric_thresholds: {startup_ms: 0.2}, min_nights: 7}\n")
-    cfg = _nightly_config(None, {}, None, str(suite))
+    cfg = _nightly_config(None, {}, None, _suite_plan(str(suite)))
     assert (cfg.threshold, cfg.threshold_for("startup_ms"), cfg.min_nights) == (0.1, 0.2, 7)
-    cfg = _nightly_config(0.03, {"startup_ms": 0.5}, 4, str(suite))
+    cfg = _nightly_config(0.03, {"startup_ms": 0.5}, 4, _suite_plan(str(suite)))
     assert (cfg.threshold, cfg.threshold_for("startup_ms"), cfg.min_nights) == (0.03, 0.5, 4)
-    assert _nightly_config(None, {}, None, "a-suite-name").threshold == 0.05
+    assert _nightly_config(None, {}, None, _suite_plan("a-suite-name")).threshold == 0.05
     suite.write_text(suite.read_text().replace("threshold: 0.1", "threshold: -1"))
     res = run_cli("nightly", str(suite), "--no-run")
     assert res.returncode == 2 and "nightly.threshold" in res.stderr and "Traceback" not in res.stderr
