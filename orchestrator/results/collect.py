@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..digest import sha256_file
 from ..errors import TestbedError
-from .store import Store
+from .store import RUN_COLUMNS, SELECT_RUNS, Store
 
 if TYPE_CHECKING:
     from ..hosts.base import Host
@@ -88,12 +88,9 @@ def merge(target: Store, source: Path, host: str) -> Collected:
         check = src.execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":
             raise CollectError(f"{host}: its store fails the integrity check ({check}); nothing merged")
-        runs = src.execute("SELECT run_id, suite, suite_path, suite_hash, started, finished, status, reason,"
-                           " testbed_rev, provenance FROM runs ORDER BY started").fetchall()
-        keys = ("run_id", "suite", "suite_path", "suite_hash", "started", "finished", "status", "reason",
-                "testbed_rev", "provenance")
+        runs = src.execute(f"{SELECT_RUNS} ORDER BY started").fetchall()
         for row in runs:
-            run = dict(zip(keys, row))
+            run = dict(zip(RUN_COLUMNS, row))
             if run["status"] == "running":
                 out.unfinished += 1
                 continue

@@ -79,6 +79,17 @@ class SampleRow:
 
 
 REQUIRED_PROVENANCE = ("host", "testbed_rev", "suite_hash", "image_digest")
+RUN_COLUMNS = ("run_id", "suite", "suite_path", "suite_hash", "started", "finished", "status", "reason",
+               "testbed_rev", "provenance")
+SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+
+
+def run_dict(row: tuple) -> dict:
+    """A row of SELECT_RUNS as a dict, its provenance decoded."""
+    info = dict(zip(RUN_COLUMNS, row))
+    info["provenance"] = json.loads(info["provenance"])
+    return info
+
 INCOMPLETE = ("running", "interrupted", "killed", "failed")  # statuses of a run that did not finish every cell
 
 
@@ -318,15 +329,8 @@ class Store:
         return row[0] if row else None
 
     def run_info(self, run_id: str) -> dict | None:
-        row = self.db.execute("SELECT run_id, suite, suite_path, suite_hash, started, finished, status, reason,"
-                              " testbed_rev, provenance FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        if not row:
-            return None
-        keys = ("run_id", "suite", "suite_path", "suite_hash", "started", "finished", "status", "reason",
-                "testbed_rev", "provenance")
-        info = dict(zip(keys, row))
-        info["provenance"] = json.loads(info["provenance"])
-        return self._overlay(info)
+        row = self.db.execute(f"{SELECT_RUNS} WHERE run_id=?", (run_id,)).fetchone()
+        return self._overlay(run_dict(row)) if row else None
 
     def samples(self, run_id: str) -> Iterator[SampleRow]:
         cur = self.db.execute("SELECT id, run_id, measured, platform, workload, benchmark, metric, value, unit,"
@@ -346,11 +350,8 @@ class Store:
         with self._guard(f"merging collected run {run['run_id']}"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self.db.execute("INSERT INTO runs (run_id, suite, suite_path, suite_hash, started, finished, status,"
-                                " reason, testbed_rev, provenance) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                (run["run_id"], run["suite"], run["suite_path"], run["suite_hash"], run["started"],
-                                 run["finished"], run["status"], run["reason"], run["testbed_rev"],
-                                 json.dumps(run["provenance"])))
+                self.db.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({','.join('?' * len(RUN_COLUMNS))})",
+                                [json.dumps(run[c]) if c == "provenance" else run[c] for c in RUN_COLUMNS])
                 self.db.executemany("INSERT INTO samples (run_id, measured, platform, workload, benchmark, metric,"
                                     " value, unit, repetition, params, status, reason, provenance)"
                                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", samples)
@@ -369,17 +370,9 @@ NIGHT_STATUSES = ("ok", "failed")  # a running, interrupted or killed run is not
 def suite_runs(store: Store, suite: str, statuses: tuple[str, ...] = NIGHT_STATUSES) -> list[dict]:
     """Every run of `suite` whose status is one of `statuses`, oldest first, with its provenance."""
     marks = ",".join("?" * len(statuses))
-    cur = store.db.execute(
-        "SELECT run_id, suite, suite_path, suite_hash, started, finished, status, reason, testbed_rev, provenance"
-        f" FROM runs WHERE suite=? AND status IN ({marks}) ORDER BY started, run_id", (suite, *statuses))
-    keys = ("run_id", "suite", "suite_path", "suite_hash", "started", "finished", "status", "reason",
-            "testbed_rev", "provenance")
-    out = []
-    for row in cur.fetchall():
-        info = dict(zip(keys, row))
-        info["provenance"] = json.loads(info["provenance"])
-        out.append(info)
-    return out
+    cur = store.db.execute(f"{SELECT_RUNS} WHERE suite=? AND status IN ({marks}) ORDER BY started, run_id",
+                           (suite, *statuses))
+    return [run_dict(row) for row in cur.fetchall()]
 
 
 def suite_names(store: Store) -> list[str]:
