@@ -132,11 +132,7 @@ def console_latency(lab: labsim.SimLab, host: SshHost, n: int) -> tuple[list[flo
 
 def run(path: Path, store: Store) -> str:
     runner = Runner(load_plan(path), store=store)
-    try:
-        outcome = runner.run()
-    finally:
-        for h in (runner.server_host, runner.client_host):
-            getattr(h, "close", lambda: None)()
+    outcome = runner.run()  # closes the SSH connections it opened
     print(f"  run {outcome.run_id}: {outcome.status}, {outcome.samples} samples"
           + (f"; {outcome.reason}" if outcome.reason else ""), flush=True)
     return outcome.run_id

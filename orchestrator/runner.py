@@ -112,6 +112,9 @@ class Runner:
                                                      trust_new_host_key)
         self.client_host = client_host or host_named(pm.client_host, plan.model.lab.lab_file, plan.path,
                                                      trust_new_host_key)
+        # Hosts the runner connected to itself are closed when run() ends; a caller's stay the caller's.
+        self._own_hosts = [h for h, given in ((self.server_host, server_host), (self.client_host, client_host))
+                           if given is None]
         self.workdir = inside_home(paths.runs_dir() / self.run_id)  # a --resume id is a name, never a path
         self.cache = cache or ImageCache()
         self.labnet_factory = labnet_factory or LabNet
@@ -131,6 +134,13 @@ class Runner:
 
     # --- the run ---------------------------------------------------------------------
     def run(self) -> RunOutcome:
+        try:
+            return self._run_matrix()
+        finally:
+            for host in self._own_hosts:
+                getattr(host, "close", lambda: None)()  # SSH connections (reopened if used again)
+
+    def _run_matrix(self) -> RunOutcome:
         plan = self.plan
         placement = resolve(plan.model.placement, self.server_host, self.client_host)
         self.placement = placement
