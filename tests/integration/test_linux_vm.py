@@ -61,9 +61,13 @@ class Run:
         self.ledger = Ledger(self.run_id)
         self.labnet = LabNet(self.run_id, SUBNET, self.ledger)
         self.labnet.create()
-        self.platform = LinuxVm("vm", LinuxVmOptions(**options), LocalHost(), self.ledger,
-                                paths.runs_dir() / self.run_id)
-        self.client = NetnsExecutor(self.labnet.client_ns)
+        try:  # the fixture closes only a Run it was handed: undo the lab network if construction fails
+            self.platform = LinuxVm("vm", LinuxVmOptions(**options), LocalHost(), self.ledger,
+                                    paths.runs_dir() / self.run_id)
+            self.client = NetnsExecutor(self.labnet.client_ns)
+        except BaseException:
+            self.labnet.destroy()
+            raise
         self.instances = []
 
     def launch(self, workload, cache: ImageCache):
@@ -322,9 +326,12 @@ def test_sigint_while_vm_is_up(tmp_path):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # it never got to its own teardown: reclaim what it left, as `testbed gc` does
             proc.kill()
             proc.wait(timeout=30)
+            from orchestrator.ledger import collect_garbage
+
+            collect_garbage()
     assert "INTERRUPTED" in out and "CLEAN []" in out, out + err
     assert vm_leftovers(run_id) == []
     assert not (Path(os.environ["TESTBED_HOME"]) / "ledger" / f"{run_id}.jsonl").exists()
