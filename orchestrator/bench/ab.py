@@ -19,8 +19,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ..sizes import parse_size
 from ..tools import Tool
-from .base import BenchmarkOptions, ClientSide, LoadBenchmark, Measurement, Target, sweep_values
-from .wrk import unique_file_names
+from .base import ClientSide, LoadBenchmark, Measurement, Target, sweep_values
+from .wrk import FetchesStaticFiles, StaticFilesOptions
 
 RE_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9 /-]*?):\s+(.+?)\s*$", re.M)
 RE_NUMBER = re.compile(r"^([0-9.]+)")
@@ -28,19 +28,12 @@ RE_CSV = re.compile(r"^(\d{1,3}),([0-9.]+)\s*$", re.M)
 PERCENTILES = (50, 90, 99)
 
 
-class AbOptions(BenchmarkOptions):
-    files: list[str] = Field(default_factory=lambda: ["4k.bin"], min_length=1,
-                             description="static files to fetch, by size (4k, 1m) or name (4k.bin)")
+class AbOptions(StaticFilesOptions):
     requests: list[int] = Field(default_factory=lambda: [10000], min_length=1, description="ab -n (sweep)")
     concurrency: list[int] = Field(default_factory=lambda: [1], min_length=1, description="ab -c (sweep)")
     keepalive: bool = Field(False, description="reuse connections (-k); false: a fresh connection per request")
     request_timeout: int = Field(10, ge=1, le=600, description="ab -s: seconds to wait for one response")
     timeout: float = Field(120.0, gt=0, le=24 * 3600, description="seconds one ab run may take before it is killed")
-
-    @field_validator("files")
-    @classmethod
-    def file_names(cls, values: list[str]) -> list[str]:
-        return unique_file_names(values)
 
     @field_validator("requests", "concurrency")
     @classmethod
@@ -123,15 +116,12 @@ def measurements(parsed: dict[str, float], params: dict, expected_bytes: int | N
     return [Measurement(metric, parsed[metric], unit, params) for metric, unit in METRICS if metric in parsed]
 
 
-class Ab(LoadBenchmark, kind="ab"):
+class Ab(FetchesStaticFiles, LoadBenchmark, kind="ab"):
     Options = AbOptions
     options: AbOptions
     workloads = ("nginx",)
     tools = (Tool("ab", "apache2-utils", ("ab", "-V"), "ab benchmark"),)
     metrics = tuple(m for m, _ in METRICS)
-
-    def workload_needs(self) -> dict[str, list]:
-        return {"files": [f.removesuffix(".bin") for f in self.options.files]}
 
     def sweep(self):
         o = self.options

@@ -28,19 +28,33 @@ RE_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 RE_LATENCY_AVG = re.compile(r"^\s+Latency\s+([0-9.]+)(us|ms|s|m|h)\s", re.M)
 
 
-class WrkOptions(BenchmarkOptions):
+class StaticFilesOptions(BenchmarkOptions):
+    """Options of a benchmark that fetches the nginx workload's static files (wrk, ab)."""
+
     files: list[str] = Field(default_factory=lambda: ["4k.bin"], min_length=1,
                              description="static files to fetch, by size (4k, 1m) or name (4k.bin)")
-    connections: list[int] = Field(default_factory=lambda: [1, 10, 20, 40, 60], min_length=1)
-    threads: int = Field(2, ge=1, le=64, description="upper bound; also bounded by connections and client CPUs")
-    duration: int = Field(5, ge=1, le=600, description="seconds per run (-d)")
-    request_timeout: int = Field(2, ge=1, le=60, description="wrk's own per-request timeout, seconds")
-    timeout: float = Field(60.0, gt=0, description="seconds one wrk run may take before it is killed")
 
     @field_validator("files")
     @classmethod
     def file_names(cls, values: list[str]) -> list[str]:
         return unique_file_names(values)
+
+
+class FetchesStaticFiles:
+    """Mixin for a benchmark with StaticFilesOptions: the workload serves the files it fetches."""
+
+    options: StaticFilesOptions
+
+    def workload_needs(self) -> dict[str, list]:
+        return {"files": [f.removesuffix(".bin") for f in self.options.files]}
+
+
+class WrkOptions(StaticFilesOptions):
+    connections: list[int] = Field(default_factory=lambda: [1, 10, 20, 40, 60], min_length=1)
+    threads: int = Field(2, ge=1, le=64, description="upper bound; also bounded by connections and client CPUs")
+    duration: int = Field(5, ge=1, le=600, description="seconds per run (-d)")
+    request_timeout: int = Field(2, ge=1, le=60, description="wrk's own per-request timeout, seconds")
+    timeout: float = Field(60.0, gt=0, description="seconds one wrk run may take before it is killed")
 
     @field_validator("connections")
     @classmethod
@@ -120,7 +134,7 @@ def measurements(parsed: dict[str, float], params: dict) -> list[Measurement]:
     return out
 
 
-class Wrk(LoadBenchmark, kind="wrk"):
+class Wrk(FetchesStaticFiles, LoadBenchmark, kind="wrk"):
     Options = WrkOptions
     options: WrkOptions
     workloads = ("nginx",)
@@ -129,9 +143,6 @@ class Wrk(LoadBenchmark, kind="wrk"):
 
     def expected_seconds(self, point: dict) -> float:
         return float(self.options.duration)
-
-    def workload_needs(self) -> dict[str, list]:
-        return {"files": [f.removesuffix(".bin") for f in self.options.files]}
 
     def sweep(self):
         return {"file": self.options.files, "connections": self.options.connections}
